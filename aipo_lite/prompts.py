@@ -1,0 +1,36 @@
+"""How a task becomes the policy's prompt.
+
+The agent-free prompt is what the policy sees at evaluation and in independent rollouts:
+the chat template with a short system prompt that asks to end with `Answer: <number>`, and,
+with prompt_style='one_shot' (default), one worked single-step example as a previous chat
+turn. The prompt is kept short: on CPU, prefilling it is a large share of sampling time. SmolLM2-135M almost never follows the answer format
+zero-shot (../shared/ENVIRONMENT.md). The example is deliberately a single step, so it does
+not teach multi-step problems; that is the bottleneck agents are for.
+"""
+
+from __future__ import annotations
+
+SYSTEM = "You are a helpful assistant. Solve the problem. End with the final number as 'Answer: <number>'."
+ONE_SHOT_QUESTION = "What is 4 + 3?"
+ONE_SHOT_ANSWER = "4 + 3 = 7.\nAnswer: 7"
+STYLES = ("one_shot", "zero_shot")
+
+
+def agent_free_messages(question: str, style: str = "one_shot") -> list[dict]:
+    if style not in STYLES:
+        raise ValueError(f"prompt_style={style!r} is not valid; choose one of {list(STYLES)}")
+    messages = [{"role": "system", "content": SYSTEM}]
+    if style == "one_shot":
+        messages += [{"role": "user", "content": ONE_SHOT_QUESTION},
+                     {"role": "assistant", "content": ONE_SHOT_ANSWER}]
+    messages.append({"role": "user", "content": question})
+    return messages
+
+
+def render(tokenizer, messages: list[dict]) -> str:
+    """Chat-template text ending where the assistant's reply starts."""
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def agent_free_prompt(tokenizer, question: str, style: str = "one_shot") -> str:
+    return render(tokenizer, agent_free_messages(question, style))

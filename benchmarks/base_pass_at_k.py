@@ -1,0 +1,36 @@
+"""Base-model agent-free pass@k on the test split; prints the table and throughput.
+
+    .venv/bin/python benchmarks/base_pass_at_k.py --temperature 1.0 --n 8 [--per-tier 0]
+"""
+
+import argparse
+import time
+
+from aipo_lite.config import Config
+from aipo_lite.evaluation import evaluate
+from aipo_lite.policy import load_policy
+from aipo_lite.tasks import load_tasks
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--temperature", type=float, default=1.0)
+ap.add_argument("--n", type=int, default=8)
+ap.add_argument("--per-tier", type=int, default=0, help="problems per tier, 0 = whole test split")
+ap.add_argument("--batch-size", type=int, default=64)
+ap.add_argument("--out", default="")
+args = ap.parse_args()
+
+cfg = Config(lora_r=0, eval_n=args.n, eval_ks=[k for k in (1, 2, 4, 8, 16, 32, 64) if k <= args.n],
+             eval_temperature=args.temperature, eval_problems_per_tier=args.per_tier,
+             eval_batch_size=args.batch_size)
+t0 = time.perf_counter()
+policy = load_policy(cfg)
+tasks = load_tasks(cfg.tasks, "test", tiers=cfg.eval_tiers, limit_per_tier=cfg.eval_problems_per_tier)
+result = evaluate(policy, tasks, cfg)
+print(f"\nbase {cfg.model}, T={cfg.eval_temperature}, n={cfg.eval_n}, {len(tasks)} problems, "
+      f"dtype {result.settings['dtype']}")
+print(result.table_markdown())
+s = result.sampling
+print(f"sampling: {s['generated_tokens']} tokens in {s['seconds']:.0f} s = {s['tokens_per_s']:.1f} tok/s "
+      f"(batch {s['batch_size']}); wall {time.perf_counter() - t0:.0f} s")
+if args.out:
+    print("saved", result.save(args.out))
