@@ -109,7 +109,7 @@ def evaluate(policy, tasks: list[Task], cfg: Config, progress: bool = True,
         raise ValueError("evaluate() got no tasks: check eval_tiers / eval_problems_per_tier")
     prompts = [agent_free_prompt(policy.tokenizer, t.question, cfg.prompt_style) for t in tasks]
     completions, stats = sample(
-        policy.model, policy.tokenizer, prompts, n=cfg.eval_n, temperature=cfg.eval_temperature,
+        policy.sampler(), policy.tokenizer, prompts, n=cfg.eval_n, temperature=cfg.eval_temperature,
         top_p=cfg.eval_top_p, max_new_tokens=cfg.eval_max_new_tokens,
         batch_size=cfg.eval_batch_size, seed=cfg.seed, progress=progress, desc="evaluate")
     problems = []

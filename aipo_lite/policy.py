@@ -14,11 +14,12 @@ tests/test_policy.py proves LoRA gradients after `generate()` equal those before
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -36,9 +37,29 @@ class Policy:
     device: torch.device
     config: Config
 
+    version: int = 0   # bumped by mark_updated() after every optimizer step
+    _merged: tuple | None = field(default=None, repr=False)  # (version, merged copy) for sampler()
+
     @property
     def has_lora(self) -> bool:
         return hasattr(self.model, "peft_config")
+
+    def mark_updated(self) -> None:
+        """Call after changing the weights, so sampler() rebuilds its merged copy."""
+        self.version += 1
+
+    def sampler(self) -> torch.nn.Module:
+        """The module to sample from: the model itself, or, for a LoRA policy that is not
+        4-bit, a copy with the adapter merged in (unmerged LoRA layers slow CPU sampling; a
+        4-bit base cannot take a merge without re-quantizing). Rebuilt after mark_updated()."""
+        if not self.has_lora or self.config.load_in_4bit:
+            return self.model
+        if self._merged is None or self._merged[0] != self.version:
+            self._merged = None  # free the stale copy before making the new one
+            merged = copy.deepcopy(self.model).merge_and_unload()
+            merged.requires_grad_(False).eval()
+            self._merged = (self.version, merged)
+        return self._merged[1]
 
     def lora_state_dict(self) -> dict[str, torch.Tensor]:
         from peft import get_peft_model_state_dict

