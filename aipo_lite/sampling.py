@@ -1,17 +1,24 @@
 """Batched sampling with transformers' `generate`: n completions for each of many prompts.
 
-Sequences are sorted by prompt length and cut into batches of `batch_size`, so padding
-stays small; each completion records how many tokens it generated and whether it ended
-on EOS (False = cut at max_new_tokens).
+Sequences are sorted by prompt length and cut into batches of `batch_size`. Two CPU
+savings, both exact:
+- shared prefix: all agent-free prompts start with the same system prompt and one-shot
+  example (~80% of their tokens). Its KV cache is computed once and reused by every batch;
+  padding goes between that prefix and each question (masked out, positions from the mask).
+- stop after the answer: a row ends at the newline after its first committed answer
+  (`StopAfterAnswer`); the reward cannot change after that point.
+Each completion records how many tokens it generated and whether it finished (EOS or a
+committed answer) or was cut at max_new_tokens.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .rewards import COMMITTED
@@ -45,21 +52,52 @@ class StopAfterAnswer(StoppingCriteria):
 
     def __init__(self, tokenizer, prompt_length: int):
         self.tokenizer, self.prompt_length = tokenizer, prompt_length
+        self.line_enders = _line_ender_ids(tokenizer).to(torch.long)
+        self.done = None
 
     def __call__(self, input_ids, scores, **kwargs):
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
-        return torch.tensor([COMMITTED.search(t) is not None for t in texts], device=input_ids.device)
+        if self.done is None:
+            self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        # decode only rows whose newest token can end a commitment (a newline or a '}')
+        check = torch.isin(input_ids[:, -1], self.line_enders.to(input_ids.device)) & ~self.done
+        for row in check.nonzero().flatten().tolist():
+            text = self.tokenizer.decode(input_ids[row, self.prompt_length:], skip_special_tokens=True)
+            self.done[row] = COMMITTED.search(text) is not None
+        return self.done.clone()
+
+
+_LINE_ENDERS: dict[int, torch.Tensor] = {}
+
+
+def _line_ender_ids(tokenizer) -> torch.Tensor:
+    key = id(tokenizer)
+    if key not in _LINE_ENDERS:
+        vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        ids = [i for i, t in enumerate(vocab) if t and ("}" in t or "\n" in tokenizer.convert_tokens_to_string([t]))]
+        _LINE_ENDERS[key] = torch.tensor(ids)
+    return _LINE_ENDERS[key]
+
+
+def shared_prefix_length(encoded: list[list[int]]) -> int:
+    """Length of the token prefix common to every prompt, minus one token (so each prompt
+    keeps at least one uncached token for generate to process)."""
+    first = encoded[0]
+    n = min(len(e) for e in encoded) - 1
+    for e in encoded[1:]:
+        n = next((i for i in range(n) if e[i] != first[i]), n)
+    return max(n, 0)
 
 
 @torch.no_grad()
 def sample(model, tokenizer, prompts: list[str], n: int = 1, temperature: float = 1.0,
            top_p: float = 1.0, max_new_tokens: int = 64, batch_size: int = 64,
            seed: int | None = None, progress: bool = True, desc: str = "sampling",
-           stop_after_answer: bool = True) -> tuple[list[list[Completion]], SamplingStats]:
+           stop_after_answer: bool = True, share_prefix: bool = True) -> tuple[list[list[Completion]], SamplingStats]:
     """n completions per prompt (texts decoded without special tokens), plus throughput stats.
 
     temperature 0 means greedy decoding. stop_after_answer ends a row at the newline after
-    its first committed answer (`StopAfterAnswer`); such a row counts as finished. With `seed`, results are reproducible for the same
+    its first committed answer (`StopAfterAnswer`); such a row counts as finished.
+    share_prefix reuses the KV cache of the prompts' common prefix (module doc). With `seed`, results are reproducible for the same
     prompts, n and batch_size on the same device.
     """
     if seed is not None:
@@ -67,6 +105,10 @@ def sample(model, tokenizer, prompts: list[str], n: int = 1, temperature: float 
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    n_prefix = shared_prefix_length(encoded) if share_prefix and len(prompts) * n > 1 else 0
+    prefix_cache = None
+    if n_prefix >= 16:  # worth caching
+        prefix_cache = model(torch.tensor([encoded[0][:n_prefix]], device=device), use_cache=True).past_key_values
     order = sorted(((i, j) for i in range(len(prompts)) for j in range(n)),
                    key=lambda ij: (len(encoded[ij[0]]), ij[0]))
     out: list[list[Completion | None]] = [[None] * n for _ in prompts]
@@ -81,8 +123,12 @@ def sample(model, tokenizer, prompts: list[str], n: int = 1, temperature: float 
     bar = tqdm(total=len(order), desc=desc, unit="seq", disable=not progress)
     for b in range(0, len(order), batch_size):
         chunk = order[b:b + batch_size]
-        batch = tokenizer.pad({"input_ids": [encoded[i] for i, _ in chunk]}, return_tensors="pt")
-        batch = {k: v.to(device) for k, v in batch.items()}
+        batch = _pad_after_prefix([encoded[i] for i, _ in chunk], n_prefix if prefix_cache else 0,
+                                  tokenizer.pad_token_id, device)
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(len(chunk))
+            batch["past_key_values"] = cache
         width = batch["input_ids"].shape[1]
         stop = StoppingCriteriaList([StopAfterAnswer(tokenizer, width)] if stop_after_answer else [])
         new = model.generate(**batch, **gen_kwargs, stopping_criteria=stop)[:, width:].cpu()
@@ -103,6 +149,24 @@ def sample(model, tokenizer, prompts: list[str], n: int = 1, temperature: float 
     bar.close()
     model.train(was_training)
     return out, stats  # type: ignore[return-value]
+
+
+def _pad_after_prefix(rows: list[list[int]], n_prefix: int, pad_id: int, device) -> dict:
+    """Left-pad the part after the shared prefix: [prefix][pad..][rest]; mask 0 on the pads.
+
+    With n_prefix = 0 this is ordinary left padding. transformers derives position ids from
+    the attention mask, so the pads shift nothing.
+    """
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, r in enumerate(rows):
+        pad = width - len(r)
+        ids[b, :n_prefix] = torch.tensor(r[:n_prefix], dtype=torch.long)
+        ids[b, n_prefix + pad:] = torch.tensor(r[n_prefix:], dtype=torch.long)
+        mask[b, :n_prefix] = 1
+        mask[b, n_prefix + pad:] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
 
 
 def _tokens_up_to(tokenizer, ids: list[int], n_chars: int) -> int:
