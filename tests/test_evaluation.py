@@ -46,3 +46,26 @@ def test_table_per_tier_and_overall():
     assert table["b"]["pass@1"]["mean"] == 0.25 and table["b"]["pass@4"]["mean"] == 1.0
     assert table["all"]["pass@1"]["mean"] == pytest.approx(1.25 / 3)
     assert table["all"]["pass@1"]["problems"] == 3
+
+
+def test_evaluate_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path):
+    """Plumbing only (a random model): structure, counts, JSON round trip, plot."""
+    from aipo_lite.config import Config
+    from aipo_lite.evaluation import EvalResult, evaluate
+    from aipo_lite.plots import plot_pass_at_k
+    from aipo_lite.policy import load_policy
+    from aipo_lite.tasks import load_tasks
+
+    cfg = Config(model=tiny_model_dir, lora_r=4, dtype="float32", eval_n=4, eval_ks=[1, 4],
+                 eval_max_new_tokens=6, eval_batch_size=5, bootstrap_samples=20)
+    tasks = load_tasks("synth", "test", tiers=["add1d", "units"], limit_per_tier=3)
+    result = evaluate(load_policy(cfg), tasks, cfg, progress=False)
+    assert [p["id"] for p in result.problems] == [t.id for t in tasks]
+    assert all(p["n"] == 4 and len(p["completions"]) == 4 and p["correct"] == sum(p["rewards"])
+               for p in result.problems)
+    assert set(result.table) == {"add1d", "units", "all"} and result.ks == [1, 4]
+    assert result.sampling["sequences"] == 24 and 0 < result.sampling["generated_tokens"] <= 24 * 6
+    loaded = EvalResult.load(result.save(tmp_path / "eval.json"))
+    assert loaded == result
+    assert "| all | 6 |" in loaded.table_markdown()
+    plot_pass_at_k({"tiny": loaded}).savefig(tmp_path / "p.png")

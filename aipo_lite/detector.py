@@ -1,0 +1,89 @@
+"""Bottleneck detection: when should an assisted rollout pause and consult an agent?
+
+Three triggers (METHODS.md §3), checked after every sampled token of an assisted rollout:
+- `tag`: the policy closed a consult tag it was taught: </verify>, </knowledge>, </reason>.
+  The tag names the agent.
+- `entropy`: the mean token entropy over the last `window` tokens exceeds
+  max(tau_abs, H_init + tau_rel), where H_init is the mean entropy of the rollout's first
+  `init_tokens` tokens (ARPO's uncertainty measure). Needs at least init_tokens + window
+  tokens, so H_init and the window never overlap; the window restarts after each consult.
+- `commit`: the policy has just committed a final answer (`Answer: N` and its newline):
+  verify-before-commit. The Verify agent lets a correct answer through without feedback.
+A detector-triggered consult is routed by `route`: commit -> verify; no progress yet (no
+equation written since the start) -> knowledge; else -> reasoning.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .rewards import COMMITTED
+
+AGENTS = ("verify", "knowledge", "reasoning")
+TAGS = {"verify": "verify", "knowledge": "knowledge", "reason": "reasoning"}  # tag -> agent
+TRIGGERS = ("tag", "entropy", "commit")
+_CLOSED_TAG = re.compile(r"<(verify|knowledge|reason)>(?P<query>.*?)</\1>\s*$", re.S)
+_EQUATION = re.compile(r"\d\s*[-+*/x×]\s*\d[^=\n]*=\s*-?\d")
+
+
+@dataclass(frozen=True)
+class Trigger:
+    kind: str      # one of TRIGGERS
+    agent: str     # one of AGENTS
+    query: str     # the policy's own question (tag) or '' (detector)
+
+
+def entropy_fires(entropies: list[float], window: int, init_tokens: int, tau_abs: float,
+                  tau_rel: float, h_init: float | None = None) -> bool:
+    """True when the windowed mean entropy exceeds max(tau_abs, H_init + tau_rel).
+
+    entropies: per-token entropies (nats) of the current segment; h_init: the rollout's
+    initial entropy if already known (else the mean of this segment's first init_tokens).
+    """
+    if h_init is None:
+        if len(entropies) < init_tokens + window:
+            return False
+        h_init = sum(entropies[:init_tokens]) / init_tokens
+    elif len(entropies) < window:
+        return False
+    recent = sum(entropies[-window:]) / window
+    return recent > max(tau_abs, h_init + tau_rel)
+
+
+def route(partial: str, kind: str) -> str:
+    """The agent for a detector-triggered consult (module doc)."""
+    if kind == "commit":
+        return "verify"
+    return "reasoning" if _EQUATION.search(partial) else "knowledge"
+
+
+@dataclass
+class Detector:
+    window: int = 8
+    init_tokens: int = 8
+    tau_abs: float = 1.5
+    tau_rel: float = 0.5
+    use_entropy: bool = True
+    verify_before_commit: bool = True
+
+    def check(self, text: str, segment_entropies: list[float], h_init: float | None) -> Trigger | None:
+        """The trigger that fires on the rollout text so far, or None.
+
+        text: the policy's text since the start of its reply (feedback included);
+        segment_entropies: entropies of the policy tokens since the last consult.
+        """
+        m = _CLOSED_TAG.search(text)
+        if m:
+            return Trigger("tag", TAGS[m.group(1)], m["query"].strip())
+        if self.verify_before_commit and text.endswith("\n") and _ends_with_commit(text):
+            return Trigger("commit", "verify", "")
+        if self.use_entropy and entropy_fires(segment_entropies, self.window, self.init_tokens,
+                                              self.tau_abs, self.tau_rel, h_init):
+            return Trigger("entropy", route(text, "entropy"), "")
+        return None
+
+
+def _ends_with_commit(text: str) -> bool:
+    last = text.rstrip("\n").rsplit("\n", 1)[-1] + "\n"
+    return COMMITTED.search(last) is not None and COMMITTED.search(last).end() == len(last)

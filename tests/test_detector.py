@@ -1,0 +1,56 @@
+"""The bottleneck detector on synthetic entropy traces and texts."""
+
+import pytest
+
+from aipo_lite.detector import Detector, Trigger, entropy_fires, route
+
+
+def test_entropy_needs_init_and_window_tokens():
+    assert not entropy_fires([3.0] * 7, window=4, init_tokens=4, tau_abs=1.0, tau_rel=0.5)
+    # flat high entropy: H_init is high too, so the relative threshold is not crossed
+    assert not entropy_fires([3.0] * 8, window=4, init_tokens=4, tau_abs=1.0, tau_rel=0.5)
+
+
+def test_entropy_spike_after_a_calm_start_fires():
+    calm, spike = [0.2] * 4, [2.0] * 4
+    assert entropy_fires(calm + spike, window=4, init_tokens=4, tau_abs=1.0, tau_rel=0.5)
+    # the absolute floor: a rise from 0.2 to 0.9 clears H_init + tau_rel but not tau_abs
+    assert not entropy_fires(calm + [0.9] * 4, window=4, init_tokens=4, tau_abs=1.0, tau_rel=0.5)
+    # the relative margin: from a start at 1.0, 1.4 clears tau_abs but not H_init + tau_rel
+    assert not entropy_fires([1.0] * 4 + [1.4] * 4, window=4, init_tokens=4, tau_abs=1.0, tau_rel=0.5)
+    # only the last `window` tokens count
+    assert not entropy_fires(calm + spike + [0.1] * 4, window=4, init_tokens=4, tau_abs=1.0, tau_rel=0.5)
+
+
+def test_known_h_init_is_used_for_later_segments():
+    assert entropy_fires([2.0] * 4, window=4, init_tokens=4, tau_abs=1.0, tau_rel=0.5, h_init=0.2)
+    assert not entropy_fires([2.0] * 3, window=4, init_tokens=4, tau_abs=1.0, tau_rel=0.5, h_init=0.2)
+
+
+@pytest.mark.parametrize("text, agent, query", [
+    ("5 + 4 = 9. <verify>5 + 4 = 9</verify>", "verify", "5 + 4 = 9"),
+    ("<knowledge>how many minutes in an hour?</knowledge>", "knowledge", "how many minutes in an hour?"),
+    ("12 + 30 = 42. <reason>what next?</reason>\n", "reasoning", "what next?"),
+])
+def test_closed_tags_name_the_agent(text, agent, query):
+    assert Detector().check(text, [], None) == Trigger("tag", agent, query)
+
+
+def test_open_tag_does_not_fire():
+    assert Detector(use_entropy=False).check("5 + 4 = 9. <verify>5 + 4", [], None) is None
+
+
+def test_verify_before_commit():
+    d = Detector(use_entropy=False)
+    assert d.check("5 + 4 = 9.\nAnswer: 9\n", [], None) == Trigger("commit", "verify", "")
+    assert d.check("5 + 4 = 9.\nAnswer: 9", [], None) is None      # number may go on: wait for the newline
+    assert d.check("Answer: 9\nthen more text\n", [], None) is None  # fired once, at the commit
+    assert Detector(use_entropy=False, verify_before_commit=False).check("Answer: 9\n", [], None) is None
+
+
+def test_routing_rule():
+    assert route("anything", "commit") == "verify"
+    assert route("The film lasts two hours", "entropy") == "knowledge"   # no progress yet
+    assert route("2 * 60 = 120. Then", "entropy") == "reasoning"
+    trig = Detector().check("Hmm, the film", [0.1] * 8 + [3.0] * 8, None)
+    assert trig == Trigger("entropy", "knowledge", "")

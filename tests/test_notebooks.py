@@ -1,0 +1,52 @@
+"""Notebooks: paired with jupytext, parameterized for papermill, runnable headless."""
+
+import json
+
+import jupytext
+import pytest
+
+from aipo_lite import run_notebooks
+from aipo_lite.run_notebooks import NOTEBOOK_DIR, notebooks
+
+
+def test_every_notebook_is_paired_and_parameterized():
+    nbs = notebooks()
+    assert [nb.name for nb in nbs][:1] == ["00_quickstart.ipynb"]
+    for nb in nbs:
+        ipynb, py = jupytext.read(nb), jupytext.read(nb.with_suffix(".py"))
+        assert [(c.cell_type, c.source) for c in ipynb.cells] == [(c.cell_type, c.source) for c in py.cells], \
+            f"{nb.name} and its .py differ: run `jupytext --sync {nb}`"
+        params = [c for c in ipynb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(params) == 1, nb.name
+        for name in ("profile", "run_dir", "overrides"):
+            assert f"{name} =" in params[0].source, (nb.name, name)
+        assert all(not c.get("outputs") for c in ipynb.cells if c.cell_type == "code"), \
+            f"{nb.name} is committed with outputs"
+
+
+def test_bad_overrides_are_rejected_before_running(capsys):
+    assert run_notebooks.main(["--profile", "smoke", "--overrides", '{"eval_nn": 1}', "--out", "/nonexistent"]) == 2
+    assert "unknown config field(s) ['eval_nn']" in capsys.readouterr().err
+    assert run_notebooks.main(["--profile", "smoke", "--overrides", '{"eval_n": 0}', "--out", "/nonexistent"]) == 2
+    assert "eval_n=0 must be >= 1" in capsys.readouterr().err
+
+
+def test_bad_papermill_parameter_fails_naming_the_field(tmp_path):
+    import papermill as pm
+    with pytest.raises(pm.PapermillExecutionError, match=r"ConfigError: eval_top_p=2\.0 must be in \(0, 1\]"):
+        pm.execute_notebook(str(NOTEBOOK_DIR / "00_quickstart.ipynb"), str(tmp_path / "out.ipynb"),
+                            parameters={"profile": "smoke", "overrides": {"eval_top_p": 2.0}},
+                            cwd=str(NOTEBOOK_DIR), kernel_name="python3", progress_bar=False)
+
+
+@pytest.mark.slow
+def test_quickstart_runs_headless_with_smoke_parameters(tmp_path):
+    summary = run_notebooks.run("smoke", tmp_path, only=["00"], log_output=False)
+    assert [n["status"] for n in summary["notebooks"]] == ["ok"], summary
+    result = json.loads((tmp_path / "00_quickstart" / "eval_base.json").read_text())
+    assert set(result["table"]) == {"add1d", "add3", "all"}
+    assert result["table"]["all"]["pass@1"]["problems"] == 4
+    assert all(p["n"] == 2 and len(p["completions"]) == 2 for p in result["problems"])
+    assert (tmp_path / "00_quickstart" / "pass_at_k_base.png").stat().st_size > 10_000
+    assert (tmp_path / "00_quickstart.ipynb").exists()
+    assert json.loads((tmp_path / "summary.json").read_text())["profile"] == "smoke"
