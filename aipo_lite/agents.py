@@ -1,0 +1,167 @@
+"""The three collaborating agents: Verify, Knowledge, Reasoning (METHODS.md §3).
+
+One interface: `agent.respond(request) -> str | None` (None = nothing to add, e.g. Verify
+found the proposed answer correct). A request carries the task with its privileged fields
+(reference answer, steps, facts), the policy's partial reasoning and its query.
+
+Backends (`make_agent(role, backend)`):
+- `rule`: deterministic, reads the privileged fields, no LLM (tests, CPU demos). Replies are
+  worded as a step the policy could write itself ("Next: 10 + 8 = 18."): METHODS.md notes
+  those internalize more easily than meta-comments.
+- `hf` and `openai` (LLM agents) are not implemented yet.
+`Guarded` wraps any agent with bounded retries, a fallback agent and fault counting, so an
+empty, garbage or failed reply never crashes a rollout.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from .tasks import Task, load_knowledge
+
+ROLES = ("verify", "knowledge", "reasoning")
+BACKENDS = ("rule",)
+_EQ = re.compile(r"(?P<lhs>-?\d+(?:\s*[-+*x×]\s*-?\d+)+)\s*=\s*(?P<rhs>-?\d+)")
+
+
+@dataclass
+class Request:
+    task: Task
+    partial: str = ""            # the policy's reasoning so far (its reply, feedback included)
+    query: str = ""              # the policy's own question ('' when the detector fired)
+    trigger: str = "tag"         # tag | entropy | commit
+    proposed: str | None = None  # the answer the policy is committing to (verify-before-commit)
+
+
+def _eval(lhs: str) -> int:
+    """Value of an integer expression of + - * (x and × as *), left to right with precedence."""
+    return int(eval(re.sub(r"[x×]", "*", lhs), {"__builtins__": {}}))  # only digits/ops matched
+
+
+def _last_wrong_equation(text: str) -> tuple[str, int, int] | None:
+    wrong = None
+    for m in _EQ.finditer(text):
+        true = _eval(m["lhs"])
+        if true != int(m["rhs"]):
+            wrong = (re.sub(r"\s+", " ", m["lhs"].strip()), int(m["rhs"]), true)
+    return wrong
+
+
+class RuleVerify:
+    role, backend = "verify", "rule"
+
+    def respond(self, req: Request) -> str | None:
+        wrong = _last_wrong_equation(req.partial if not req.query else req.partial + "\n" + req.query)
+        if wrong:
+            lhs, _claimed, true = wrong
+            return f"Check: {lhs} = {true}."
+        if req.proposed is not None:
+            from .rewards import is_equivalent
+            if is_equivalent(req.proposed, req.task.answer):
+                return None
+            return f"{req.proposed} is not the final answer yet. " + (_next_step(req) or "")
+        return None if req.trigger == "commit" else "The steps so far are correct."
+
+
+def _step_reached(step: str, text: str) -> bool:
+    m = re.search(r"=\s*(-?\d+)\s*$", step)
+    return bool(m) and re.search(rf"=\s*{re.escape(m.group(1))}(?!\d)", text) is not None
+
+
+def _next_step(req: Request) -> str | None:
+    for step in req.task.steps:
+        if not _step_reached(step, req.partial):
+            return f"Next: {step}."
+    return None
+
+
+class RuleReasoning:
+    role, backend = "reasoning", "rule"
+
+    def respond(self, req: Request) -> str | None:
+        nxt = _next_step(req)
+        return nxt if nxt else f"All steps are done: Answer: {req.task.answer}"
+
+
+def _stem(words: list[str]) -> list[str]:
+    """A minimal plural stripper ('hours' -> 'hour'), enough for the unit facts."""
+    return [w[:-1] if len(w) > 3 and w.endswith("s") else w for w in words]
+
+
+class RuleKnowledge:
+    """BM25 (bm25s) over the task's facts plus the knowledge base; returns the best entry."""
+    role, backend = "knowledge", "rule"
+
+    def __init__(self, knowledge: list[str] | None = None):
+        self.knowledge = knowledge if knowledge is not None else [r["text"] for r in load_knowledge()]
+
+    def respond(self, req: Request) -> str | None:
+        import bm25s
+        corpus = list(dict.fromkeys(list(req.task.facts) + self.knowledge))
+        if not corpus:
+            return None
+        retriever = bm25s.BM25()
+        retriever.index(bm25s.tokenize(corpus, stemmer=_stem, show_progress=False), show_progress=False)
+        query = req.query or f"{req.task.question} {req.partial}"
+        docs, scores = retriever.retrieve(bm25s.tokenize([query], stemmer=_stem, show_progress=False),
+                                          k=1, show_progress=False)
+        best, score = int(docs[0][0]), float(scores[0][0])
+        if score <= 0 and req.task.facts:  # nothing matched: the task's own first fact
+            best = 0
+        return f"Fact: {corpus[best]}"
+
+
+_RULE = {"verify": RuleVerify, "knowledge": RuleKnowledge, "reasoning": RuleReasoning}
+
+
+def make_agent(role: str, backend: str = "rule", **kwargs):
+    if role not in ROLES:
+        raise ValueError(f"agent role {role!r} is not valid; choose one of {list(ROLES)}")
+    if backend not in BACKENDS:
+        raise ValueError(f"agent backend {backend!r} is not valid; choose one of {list(BACKENDS)}")
+    return _RULE[role](**kwargs)
+
+
+@dataclass
+class Guarded:
+    """Retries, a fallback agent, and fault counts; never raises into the rollout."""
+    agent: object
+    fallback: object | None = None
+    retries: int = 1
+    max_chars: int = 300
+    faults: Counter = field(default_factory=Counter)
+    calls: int = 0
+
+    @property
+    def role(self) -> str:
+        return self.agent.role
+
+    def _valid(self, reply) -> bool:
+        return reply is None or (isinstance(reply, str) and reply.strip() != ""
+                                 and len(reply) <= self.max_chars and "<" not in reply)
+
+    def respond(self, req: Request) -> tuple[str | None, str]:
+        """(reply, status): status 'ok', 'fallback' or 'failed' (reply None then)."""
+        self.calls += 1
+        for attempt in range(self.retries + 1):
+            try:
+                reply = self.agent.respond(req)
+                if self._valid(reply):
+                    return reply, "ok"
+                self.faults["bad_reply"] += 1
+            except Exception as e:  # noqa: BLE001 - any backend fault is counted, not raised
+                self.faults[type(e).__name__] += 1
+            if attempt < self.retries:
+                time.sleep(0.05 * 2 ** attempt)
+        if self.fallback is not None:
+            try:
+                reply = self.fallback.respond(req)
+                if self._valid(reply):
+                    return reply, "fallback"
+            except Exception as e:  # noqa: BLE001
+                self.faults[f"fallback_{type(e).__name__}"] += 1
+        self.faults["failed"] += 1
+        return None, "failed"

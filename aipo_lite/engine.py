@@ -1,0 +1,154 @@
+"""The decode loop behind every rollout: batched sampling with per-row interruptions.
+
+One step feeds one token per live row through the model (KV cache kept by transformers'
+DynamicCache). A row either samples its next token from the policy or, when it has
+*forced* tokens queued (an agent's feedback, its tags, a replayed prefix), consumes the next
+forced token instead. So a row that pauses to consult an agent never stalls the batch: its
+feedback flows in one token per step while the other rows keep sampling, and the policy's
+log-probability of every forced token comes for free. Finished rows leave the batch (their
+KV rows are dropped), so late steps get cheaper.
+
+Every generated token gets a provenance label (POLICY, AGENT, TEMPLATE), its sampling
+log-probability (POLICY: of the sampled token; forced: the policy's probability of that
+token in the interactive context) and the entropy of the sampling distribution.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Callable
+
+import torch
+
+from .sampling import _line_ender_ids, shared_prefix_length
+
+
+class Prov(IntEnum):
+    PROMPT = 0
+    POLICY = 1
+    AGENT = 2
+    TEMPLATE = 3
+
+
+@dataclass
+class Row:
+    """One sequence in flight. `ids`/`prov`/`logprobs`/`entropies` cover generated tokens only."""
+    prompt_ids: list[int]
+    max_new_tokens: int
+    forced: list[tuple[int, int]] = field(default_factory=list)  # queued (token, Prov)
+    ids: list[int] = field(default_factory=list)
+    prov: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    entropies: list[float] = field(default_factory=list)
+    finished: str = ""   # '', 'eos', 'stop' (a hook ended it) or 'length'
+    state: dict = field(default_factory=dict)  # free for hooks (consult bookkeeping)
+
+
+# on_token(row, index, text_so_far_fn) -> None; may queue forced tokens or set row.finished
+Hook = Callable[[Row], None]
+
+
+def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator):
+    """Sampled token, its log-prob and the entropy under the tempered distribution."""
+    if temperature == 0:
+        logp = torch.log_softmax(logits.float(), -1)
+        tok = logp.argmax(-1)
+    else:
+        logp = torch.log_softmax(logits.float() / temperature, -1)
+        probs = logp.exp()
+        if top_p < 1.0:
+            sorted_p, idx = probs.sort(-1, descending=True)
+            keep = sorted_p.cumsum(-1) - sorted_p < top_p
+            probs = torch.zeros_like(probs).scatter(-1, idx, sorted_p * keep)
+        tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    entropy = -(logp.exp() * logp).nan_to_num().sum(-1)
+    return tok, logp, entropy
+
+
+@torch.no_grad()
+def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: float = 1.0,
+        on_token: Hook | None = None, watch_ids: torch.Tensor | None = None,
+        generator: torch.Generator | None = None, share_prefix: bool = True) -> dict:
+    """Decode all rows to completion (in place). Returns step/token counts.
+
+    on_token(row) is called after a row receives a token whose id is in `watch_ids` (default:
+    tokens that can end a line, a tag or a brace), or after the last forced token; it may
+    queue forced tokens or set row.finished. EOS ends a row; so does max_new_tokens.
+    """
+    device = next(model.parameters()).device
+    eos = tokenizer.eos_token_id
+    watch = (watch_ids if watch_ids is not None else _watch_ids(tokenizer)).to(device)
+    live = [r for r in rows if not r.finished]
+    stats = {"steps": 0, "policy_tokens": 0, "forced_tokens": 0}
+    if not live:
+        return stats
+    # prefill: [shared prefix (cached once)][pad][rest of prompt]
+    enc = [r.prompt_ids for r in live]
+    n_prefix = shared_prefix_length(enc) if share_prefix and len(enc) > 1 else 0
+    width = max(len(e) for e in enc)
+    ids = torch.full((len(enc), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(enc), width), dtype=torch.long)
+    for b, e in enumerate(enc):
+        pad = width - len(e)
+        ids[b, :n_prefix], mask[b, :n_prefix] = torch.tensor(e[:n_prefix]), 1
+        ids[b, n_prefix + pad:], mask[b, n_prefix + pad:] = torch.tensor(e[n_prefix:]), 1
+    ids, mask = ids.to(device), mask.to(device)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = None
+    if n_prefix:
+        cache = model(ids[:1, :n_prefix], use_cache=True).past_key_values
+        cache.batch_repeat_interleave(len(enc))
+    out = model(input_ids=ids[:, n_prefix:], attention_mask=mask, position_ids=pos[:, n_prefix:],
+                past_key_values=cache, use_cache=True)
+    cache, logits = out.past_key_values, out.logits[:, -1]
+    next_pos = pos[:, -1] + 1
+
+    while live:
+        tok, logp, ent = _sample(logits, temperature, top_p, generator)
+        feed = tok.clone()
+        for b, r in enumerate(live):
+            if r.forced:
+                t, p = r.forced.pop(0)
+                feed[b] = t
+                r.ids.append(t), r.prov.append(p), r.logprobs.append(logp[b, t].item())
+                r.entropies.append(ent[b].item())
+                stats["forced_tokens"] += 1
+                if not r.forced and on_token:
+                    on_token(r)
+            else:
+                t = tok[b].item()
+                r.ids.append(t), r.prov.append(Prov.POLICY), r.logprobs.append(logp[b, t].item())
+                r.entropies.append(ent[b].item())
+                stats["policy_tokens"] += 1
+                if t == eos:
+                    r.finished = "eos"
+                elif on_token and (bool(torch.isin(tok[b], watch)) or r.state.get("every_token")):
+                    on_token(r)
+            if not r.finished and not r.forced and len(r.ids) >= r.max_new_tokens:
+                r.finished = "length"
+        stats["steps"] += 1
+        keep = [b for b, r in enumerate(live) if not r.finished]
+        if not keep:
+            break
+        if len(keep) < len(live):
+            idx = torch.tensor(keep, device=device)
+            cache.batch_select_indices(idx)
+            mask, feed, next_pos = mask[idx], feed[idx], next_pos[idx]
+            live = [live[b] for b in keep]
+        mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
+        out = model(input_ids=feed[:, None], attention_mask=mask, position_ids=next_pos[:, None],
+                    past_key_values=cache, use_cache=True)
+        cache, logits = out.past_key_values, out.logits[:, -1]
+        next_pos = next_pos + 1
+    return stats
+
+
+def _watch_ids(tokenizer) -> torch.Tensor:
+    """Tokens after which a hook may act: line ends and '}' (from sampling) plus '>' (tags)."""
+    base = _line_ender_ids(tokenizer)
+    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    gt = [i for i, t in enumerate(vocab) if t and ">" in t]
+    return torch.unique(torch.cat([base, torch.tensor(gt, dtype=base.dtype)]))
