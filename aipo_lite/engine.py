@@ -15,15 +15,12 @@ token in the interactive context) and the entropy of the sampling distribution.
 
 from __future__ import annotations
 
-import copy
-import math
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Callable
 
 import torch
 
-from .sampling import _line_ender_ids, shared_prefix_length
 
 
 class Prov(IntEnum):
@@ -35,9 +32,12 @@ class Prov(IntEnum):
 
 @dataclass
 class Row:
-    """One sequence in flight. `ids`/`prov`/`logprobs`/`entropies` cover generated tokens only."""
+    """One sequence in flight. `ids`/`prov`/`logprobs`/`entropies` cover generated tokens only.
+
+    max_new_tokens bounds the tokens the policy samples; forced tokens come on top."""
     prompt_ids: list[int]
     max_new_tokens: int
+    n_policy: int = 0
     forced: list[tuple[int, int]] = field(default_factory=list)  # queued (token, Prov)
     ids: list[int] = field(default_factory=list)
     prov: list[int] = field(default_factory=list)
@@ -76,7 +76,8 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
 
     on_token(row) is called after a row receives a token whose id is in `watch_ids` (default:
     tokens that can end a line, a tag or a brace), or after the last forced token; it may
-    queue forced tokens or set row.finished. EOS ends a row; so does max_new_tokens.
+    queue forced tokens or set row.finished. EOS ends a row; so does reaching max_new_tokens
+    sampled tokens (once any queued forced tokens are in).
     """
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
@@ -109,6 +110,7 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
     while live:
         tok, logp, ent = _sample(logits, temperature, top_p, generator)
         feed = tok.clone()
+        watched = torch.isin(tok, watch).tolist()
         for b, r in enumerate(live):
             if r.forced:
                 t, p = r.forced.pop(0)
@@ -123,11 +125,12 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
                 r.ids.append(t), r.prov.append(Prov.POLICY), r.logprobs.append(logp[b, t].item())
                 r.entropies.append(ent[b].item())
                 stats["policy_tokens"] += 1
+                r.n_policy += 1
                 if t == eos:
                     r.finished = "eos"
-                elif on_token and (bool(torch.isin(tok[b], watch)) or r.state.get("every_token")):
+                elif on_token and (watched[b] or r.state.get("every_token")):
                     on_token(r)
-            if not r.finished and not r.forced and len(r.ids) >= r.max_new_tokens:
+            if not r.finished and not r.forced and r.n_policy >= r.max_new_tokens:
                 r.finished = "length"
         stats["steps"] += 1
         keep = [b for b, r in enumerate(live) if not r.finished]
@@ -146,9 +149,33 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
     return stats
 
 
+def shared_prefix_length(encoded: list[list[int]]) -> int:
+    """Length of the token prefix common to every prompt, minus one token (so each prompt
+    keeps at least one uncached token to prefill)."""
+    first = encoded[0]
+    n = min(len(e) for e in encoded) - 1
+    for e in encoded[1:]:
+        n = next((i for i in range(n) if e[i] != first[i]), n)
+    return max(n, 0)
+
+
+_LINE_ENDERS: dict[int, torch.Tensor] = {}
+
+
+def line_ender_ids(tokenizer) -> torch.Tensor:
+    """Ids of tokens containing a newline or '}': only after those can an answer be committed."""
+    key = id(tokenizer)
+    if key not in _LINE_ENDERS:
+        vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        ids = [i for i, t in enumerate(vocab)
+               if t and ("}" in t or "\n" in tokenizer.convert_tokens_to_string([t]))]
+        _LINE_ENDERS[key] = torch.tensor(ids)
+    return _LINE_ENDERS[key]
+
+
 def _watch_ids(tokenizer) -> torch.Tensor:
     """Tokens after which a hook may act: line ends and '}' (from sampling) plus '>' (tags)."""
-    base = _line_ender_ids(tokenizer)
+    base = line_ender_ids(tokenizer)
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     gt = [i for i, t in enumerate(vocab) if t and ">" in t]
     return torch.unique(torch.cat([base, torch.tensor(gt, dtype=base.dtype)]))

@@ -20,6 +20,15 @@ def _lora_grads(policy, batch):
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+def _generate(policy, max_new_tokens):
+    """A plain transformers generate() call, as a notebook or rollout would make (eval, no grad)."""
+    tok = policy.tokenizer
+    policy.model.eval()
+    prompt = tok([agent_free_prompt(tok, "What is 5 + 1?")] * 2, return_tensors="pt").to(policy.device)
+    with torch.no_grad():
+        policy.model.generate(**prompt, max_new_tokens=max_new_tokens, do_sample=True)
+
+
 def _check_grads_survive_generate(cfg):
     policy = load_policy(cfg)
     torch.manual_seed(0)
@@ -30,8 +39,7 @@ def _check_grads_survive_generate(cfg):
     batch = tok([agent_free_prompt(tok, "What is 2 + 3 + 4?") + "2 + 3 = 5. 5 + 4 = 9.\nAnswer: 9"],
                 return_tensors="pt").to(policy.device)
     fresh = _lora_grads(policy, batch)
-    sample(policy.model, tok, [agent_free_prompt(tok, "What is 5 + 1?")], n=2, max_new_tokens=8,
-           seed=0, progress=False)
+    _generate(policy, 8)
     after = _lora_grads(policy, batch)
     assert fresh.keys() == after.keys() and len(fresh) == 2 * 7 * 30  # A and B, 7 linears, 30 layers
     first_a = next(n for n in fresh if "layers.0." in n and "lora_A" in n)
@@ -56,9 +64,7 @@ def test_lora_gradients_after_generate_equal_fresh_4bit():
     if policy.device.type == "cpu":  # control: undo the workaround and the check above must fail
         for m in linear4:
             m.support_avx512bf16_for_cpu = True
-        tok = policy.tokenizer
-        sample(policy.model, tok, [agent_free_prompt(tok, "What is 5 + 1?")], n=1, max_new_tokens=2,
-               progress=False)
+        _generate(policy, 2)
         broken = _lora_grads(policy, batch)
         first_a = next(n for n in fresh if "layers.0." in n and "lora_A" in n)
         assert not torch.allclose(broken[first_a], fresh[first_a])  # gradients silently dropped

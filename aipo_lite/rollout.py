@@ -1,0 +1,152 @@
+"""Rollouts with active interaction (METHODS.md §3): groups of independent + assisted samples.
+
+For each task: `g_ind` independent rollouts (the agent-free prompt, exactly as evaluation
+uses) and `g_asst` assisted ones (a system prompt that teaches the consult tags). In an
+assisted rollout the detector (detector.py) may pause the policy; the routed agent's reply
+is queued as forced tokens `<feedback>reply</feedback>` and sampling resumes (engine.py), at
+most `consult_budget` times. Every token keeps its provenance, sampling log-prob and entropy;
+each consult records where it happened, why, which agent answered, and what it said.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import engine
+from .agents import Guarded, Request
+from .detector import Detector
+from .engine import Prov, Row
+from .prompts import SYSTEM, agent_free_prompt, render
+from .rewards import COMMITTED, extract_answer, score
+from .tasks import Task
+
+ASSISTED_SYSTEM = (
+    SYSTEM + " If you are unsure, you may ask for help before you answer: "
+    "<verify>a step to check</verify>, <knowledge>a fact you need</knowledge> or "
+    "<reason>where you are stuck</reason>. Help comes back as <feedback>...</feedback>."
+)
+
+
+def assisted_prompt(tokenizer, question: str, style: str = "one_shot") -> str:
+    from .prompts import ONE_SHOT_ANSWER, ONE_SHOT_QUESTION
+    messages = [{"role": "system", "content": ASSISTED_SYSTEM}]
+    if style == "one_shot":
+        messages += [{"role": "user", "content": ONE_SHOT_QUESTION},
+                     {"role": "assistant", "content": ONE_SHOT_ANSWER}]
+    messages.append({"role": "user", "content": question})
+    return render(tokenizer, messages)
+
+
+@dataclass
+class Consult:
+    at: int            # index in the generated tokens where the feedback starts
+    trigger: str       # tag | entropy | commit
+    agent: str
+    query: str
+    reply: str | None
+    status: str        # ok | fallback | failed | passed (verify let a correct answer through)
+
+
+@dataclass
+class Rollout:
+    task: Task
+    assisted: bool
+    prompt_ids: list[int]
+    ids: list[int]
+    prov: list[int]
+    logprobs: list[float]
+    entropies: list[float]
+    text: str
+    finished: str
+    consults: list[Consult] = field(default_factory=list)
+    reward: float = 0.0
+    prefix_len: int = 0  # generated tokens that came from a given starting prefix
+
+
+class _Assist:
+    """The on_token hook of assisted rows: detect, consult, queue feedback."""
+
+    def __init__(self, tokenizer, detector: Detector, agents: dict[str, Guarded], budget: int):
+        self.tok, self.detector, self.agents, self.budget = tokenizer, detector, agents, budget
+        self.open = tokenizer.encode("<feedback>", add_special_tokens=False)
+        self.close = tokenizer.encode("</feedback>\n", add_special_tokens=False)
+
+    def __call__(self, row: Row) -> None:
+        st = row.state
+        text = self.tok.decode(row.ids, skip_special_tokens=True)
+        if st.get("text_after") is None:  # first call after a feedback block was fed in
+            st["text_after"] = len(text)
+        if not st["assisted"]:
+            if COMMITTED.search(text):
+                row.finished = "stop"
+            return
+        seg = [e for e, p in zip(row.entropies[st["seg_start"]:], row.prov[st["seg_start"]:])
+               if p == Prov.POLICY]
+        if len(st["consults"]) < self.budget:
+            if st["h_init"] is None and len(seg) >= self.detector.init_tokens:
+                st["h_init"] = sum(seg[:self.detector.init_tokens]) / self.detector.init_tokens
+            trig = self.detector.check(text, seg, st["h_init"])
+            if trig:
+                req = Request(st["task"], partial=text, query=trig.query, trigger=trig.kind,
+                              proposed=extract_answer(text) if trig.kind == "commit" else None)
+                reply, status = self.agents[trig.agent].respond(req)
+                if reply is None and trig.kind == "commit" and status == "ok":
+                    row.finished = "stop"  # verified: the answer stands, no feedback
+                    st["consults"].append(Consult(len(row.ids), trig.kind, trig.agent, "", None, "passed"))
+                    return
+                st["consults"].append(Consult(len(row.ids), trig.kind, trig.agent, trig.query, reply, status))
+                if reply:
+                    body = self.tok.encode(reply, add_special_tokens=False)
+                    row.forced += ([(t, Prov.TEMPLATE) for t in self.open] + [(t, Prov.AGENT) for t in body]
+                                   + [(t, Prov.TEMPLATE) for t in self.close])
+                    st["seg_start"] = len(row.ids) + len(row.forced)
+                    st["text_after"] = None
+                    return
+        if COMMITTED.search(text[st["text_after"]:]) and text.endswith("\n"):
+            row.finished = "stop"
+
+
+def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detector: Detector,
+                  g_ind: int, g_asst: int, consult_budget: int = 2, temperature: float = 1.0,
+                  top_p: float = 1.0, max_new_tokens: int = 64, prompt_style: str = "one_shot",
+                  reward_mode: str = "strict", generator=None,
+                  prefixes: dict[str, list[int]] | None = None) -> tuple[list[list[Rollout]], dict]:
+    """g_ind + g_asst rollouts per task, all decoded in one batch. Returns (groups, stats).
+
+    prefixes: task id -> token ids the rollouts of that task start from (a partial solution,
+    for ARPO branching and RRL replay); they count as the policy's own tokens.
+    max_new_tokens bounds the policy's tokens; agent feedback comes on top.
+    """
+    tok = policy.tokenizer
+    hook = _Assist(tok, detector, agents, consult_budget)
+    rows, meta = [], []
+    for task in tasks:
+        plain = tok.encode(agent_free_prompt(tok, task.question, prompt_style), add_special_tokens=False)
+        asst = tok.encode(assisted_prompt(tok, task.question, prompt_style), add_special_tokens=False)
+        prefix = (prefixes or {}).get(task.id, [])
+        for assisted, prompt in [(False, plain)] * g_ind + [(True, asst)] * g_asst:
+            row = Row(prompt_ids=prompt + prefix, max_new_tokens=max_new_tokens,
+                      state={"assisted": assisted, "task": task, "consults": [], "seg_start": 0,
+                             "h_init": None, "text_after": 0, "every_token": assisted and detector.use_entropy})
+            rows.append(row)
+            meta.append((task, assisted, prompt, prefix))
+    stats = engine.run(policy.sampler(), tok, rows, temperature=temperature, top_p=top_p,
+                       on_token=hook, generator=generator)
+    groups: dict[str, list[Rollout]] = {t.id: [] for t in tasks}
+    for row, (task, assisted, prompt, prefix) in zip(rows, meta):
+        ids = [*prefix, *row.ids]
+        n = len(prefix)
+        r = Rollout(task, assisted, prompt, ids, [Prov.POLICY] * n + row.prov, [float("nan")] * n + row.logprobs,
+                    [float("nan")] * n + row.entropies, tok.decode(ids, skip_special_tokens=True),
+                    row.finished, row.state["consults"], prefix_len=n)
+        r.reward = score(r.text if not assisted else _final_text(r), task.answer, reward_mode)
+        groups[task.id].append(r)
+    return [groups[t.id] for t in tasks], stats
+
+
+def _final_text(r: Rollout) -> str:
+    """The text after the last feedback: the answer that counts is the one given after help."""
+    last = max((c.at for c in r.consults if c.reply), default=None)
+    if last is None:
+        return r.text
+    return r.text.split("</feedback>")[-1]
