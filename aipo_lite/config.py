@@ -35,7 +35,7 @@ TIERS = ("add1d", "add2d", "mul1x2", "add3", "expr3", "units")
 @dataclass
 class Config:
     # --- run -------------------------------------------------------------------------
-    seed: int = _f(0, "Seed for python, numpy and torch RNGs (sampling included).")
+    seed: int = _f(0, "Seed of every random draw the kit makes (sampling generators, bootstrap resampling).")
     run_dir: str = _f("runs/default", "Folder for this run's results JSON, figures and checkpoints.")
 
     # --- policy ----------------------------------------------------------------------
@@ -57,6 +57,21 @@ class Config:
     eval_tiers: list = _f(list(TIERS), "Tiers to evaluate on; [] = all.")
     prompt_style: str = _f("one_shot", "'one_shot' puts a worked example before the question (SmolLM2 ignores the answer format zero-shot).", ("one_shot", "zero_shot"))
     reward_mode: str = _f("strict", "'strict': only 'Answer: N' or \\boxed{N} count; 'lenient': else the last number in the completion.", ("strict", "lenient"))
+
+    # --- rollouts with active interaction (METHODS.md §3) ------------------------------
+    g_ind: int = _f(4, "Independent rollouts per prompt (agent-free prompt, exactly as evaluation).")
+    g_asst: int = _f(4, "Assisted rollouts per prompt (may consult agents).")
+    consult_budget: int = _f(2, "At most this many consults per assisted rollout.")
+    rollout_temperature: float = _f(1.0, "Sampling temperature of rollouts.")
+    rollout_max_new_tokens: int = _f(64, "Max tokens the policy samples per rollout (agent feedback comes on top).")
+    agent_backend: str = _f("rule", "Backend of all three agents: 'rule' (deterministic, privileged fields).", ("rule",))
+    agent_retries: int = _f(1, "Retries of a failed or invalid agent reply before the fallback.")
+    detector_entropy: bool = _f(True, "Consult when windowed token entropy spikes (see detector_*).")
+    detector_window: int = _f(8, "Tokens in the entropy window.")
+    detector_init_tokens: int = _f(8, "First tokens whose mean entropy is H_init.")
+    detector_tau_abs: float = _f(1.5, "Absolute entropy threshold (nats) the window mean must exceed.")
+    detector_tau_rel: float = _f(0.5, "Margin (nats) over H_init the window mean must exceed.")
+    verify_before_commit: bool = _f(True, "Consult Verify when the policy commits an answer (a correct one passes silently).")
 
     # --- evaluation (always agent-free) ----------------------------------------------
     eval_problems_per_tier: int = _f(60, "Test problems per tier to evaluate; 0 = all.")
@@ -86,6 +101,14 @@ class Config:
             if self.tasks == "synth":
                 bad = [t for t in getattr(self, name) if t not in TIERS]
                 _check(not bad, name, bad, f"unknown tier(s); the synth suite has {list(TIERS)}")
+        for name in ("g_ind", "g_asst", "consult_budget", "agent_retries"):
+            _check(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
+        _check(self.g_ind + self.g_asst >= 1, "g_asst", self.g_asst, "g_ind + g_asst must be >= 1")
+        _check(self.rollout_temperature > 0, "rollout_temperature", self.rollout_temperature, "must be > 0")
+        _check(self.rollout_max_new_tokens >= 1, "rollout_max_new_tokens", self.rollout_max_new_tokens, "must be >= 1")
+        for name in ("detector_window", "detector_init_tokens"):
+            _check(getattr(self, name) >= 1, name, getattr(self, name), "must be >= 1")
+        _check(self.detector_tau_abs >= 0, "detector_tau_abs", self.detector_tau_abs, "must be >= 0")
         _check(self.eval_problems_per_tier >= 0, "eval_problems_per_tier", self.eval_problems_per_tier, "must be >= 0")
         _check(self.eval_n >= 1, "eval_n", self.eval_n, "must be >= 1")
         _check(bool(self.eval_ks) and all(isinstance(k, int) and 1 <= k <= self.eval_n for k in self.eval_ks),

@@ -87,3 +87,53 @@ class Detector:
 def _ends_with_commit(text: str) -> bool:
     last = text.rstrip("\n").rsplit("\n", 1)[-1] + "\n"
     return COMMITTED.search(last) is not None and COMMITTED.search(last).end() == len(last)
+
+
+# --- measuring the detector (notebook 01) ---------------------------------------------------
+
+_ANY_EQ = re.compile(r"(?P<lhs>-?\d+(?:\s*[-+*x×]\s*-?\d+)+)\s*=\s*(?P<rhs>-?\d+)")
+
+
+def first_error_char(text: str, answer: str) -> int | None:
+    """Where the reasoning first goes wrong: the start of the first false equation, else of
+    a committed wrong answer; None when neither occurs (a correct or unfinished solution)."""
+    from .rewards import _ANSWER, is_equivalent, extract_answer
+    for m in _ANY_EQ.finditer(text):
+        lhs = re.sub(r"[x×]", "*", m["lhs"])
+        if int(eval(lhs, {"__builtins__": {}})) != int(m["rhs"]):  # only digits/ops matched
+            return m.start()
+    committed = extract_answer(text)
+    if committed is not None and not is_equivalent(committed, answer):
+        return _ANSWER.search(text).start() if _ANSWER.search(text) else 0
+    return None
+
+
+def char_to_token(tokenizer, ids: list[int], char: int) -> int:
+    """Index of the token whose decoded text covers character `char` of decode(ids)."""
+    for k in range(1, len(ids) + 1):
+        if len(tokenizer.decode(ids[:k], skip_special_tokens=True)) > char:
+            return k - 1
+    return len(ids) - 1
+
+
+def first_entropy_firing(entropies: list[float], window: int, init_tokens: int, tau_abs: float,
+                         tau_rel: float) -> int | None:
+    """Token index at which the entropy trigger would first fire on this trace, or None."""
+    for t in range(1, len(entropies) + 1):
+        if entropy_fires(entropies[:t], window, init_tokens, tau_abs, tau_rel):
+            return t - 1
+    return None
+
+
+def precision_recall(fires: list[int | None], errors: list[int | None]) -> dict:
+    """'Fires before the first error' as a detector of errors, per trace.
+
+    TP: an error and a firing at or before it. FP: a firing with no error after it.
+    FN: an error with no firing at or before it.
+    """
+    tp = sum(e is not None and f is not None and f <= e for f, e in zip(fires, errors))
+    fp = sum(f is not None and (e is None or f > e) for f, e in zip(fires, errors))
+    fn = sum(e is not None and (f is None or f > e) for f, e in zip(fires, errors))
+    return {"tp": tp, "fp": fp, "fn": fn,
+            "precision": tp / (tp + fp) if tp + fp else float("nan"),
+            "recall": tp / (tp + fn) if tp + fn else float("nan")}

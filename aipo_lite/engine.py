@@ -76,8 +76,10 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
 
     on_token(row) is called after a row receives a token whose id is in `watch_ids` (default:
     tokens that can end a line, a tag or a brace), or after the last forced token; it may
-    queue forced tokens or set row.finished. EOS ends a row; so does reaching max_new_tokens
-    sampled tokens (once any queued forced tokens are in).
+    queue forced tokens or set row.finished. EOS ends a row (unless row.state['intercept_eos']
+    and the hook, called with row.state['at_eos'] set, queues forced tokens: then the EOS is
+    dropped and they are fed instead); so does reaching max_new_tokens sampled tokens (once
+    any queued forced tokens are in).
     """
     device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
@@ -122,6 +124,19 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
                     on_token(r)
             else:
                 t = tok[b].item()
+                if t == eos and on_token and r.state.get("intercept_eos"):
+                    # the hook may continue the row instead of ending it (verify-before-commit
+                    # when the answer is followed by EOS): the EOS is dropped, forced tokens fed
+                    r.state["at_eos"] = True
+                    on_token(r)
+                    r.state["at_eos"] = False
+                    if r.forced:
+                        t, p = r.forced.pop(0)
+                        feed[b] = t
+                        r.ids.append(t), r.prov.append(p), r.logprobs.append(logp[b, t].item())
+                        r.entropies.append(ent[b].item())
+                        stats["forced_tokens"] += 1
+                        continue
                 r.ids.append(t), r.prov.append(Prov.POLICY), r.logprobs.append(logp[b, t].item())
                 r.entropies.append(ent[b].item())
                 stats["policy_tokens"] += 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import engine
-from .agents import Guarded, Request
+from .agents import ROLES, Guarded, Request, make_agent
 from .detector import Detector
 from .engine import Prov, Row
 from .prompts import SYSTEM, agent_free_prompt, render
@@ -27,12 +27,17 @@ ASSISTED_SYSTEM = (
 )
 
 
+# The assisted one-shot example shows a consult and how to use the feedback: write the step.
+ASSISTED_SHOT_QUESTION = "What is 5 + 2 + 6?"
+ASSISTED_SHOT_ANSWER = ("5 + 2 = 7.\n<reason>what next?</reason>\n<feedback>Next: 7 + 6 = 13.</feedback>\n"
+                        "7 + 6 = 13.\nAnswer: 13")
+
+
 def assisted_prompt(tokenizer, question: str, style: str = "one_shot") -> str:
-    from .prompts import ONE_SHOT_ANSWER, ONE_SHOT_QUESTION
     messages = [{"role": "system", "content": ASSISTED_SYSTEM}]
     if style == "one_shot":
-        messages += [{"role": "user", "content": ONE_SHOT_QUESTION},
-                     {"role": "assistant", "content": ONE_SHOT_ANSWER}]
+        messages += [{"role": "user", "content": ASSISTED_SHOT_QUESTION},
+                     {"role": "assistant", "content": ASSISTED_SHOT_ANSWER}]
     messages.append({"role": "user", "content": question})
     return render(tokenizer, messages)
 
@@ -63,6 +68,19 @@ class Rollout:
     prefix_len: int = 0  # generated tokens that came from a given starting prefix
 
 
+def agents_from_config(cfg) -> dict[str, Guarded]:
+    """The three agents of cfg.agent_backend, each guarded (retries; rule fallback)."""
+    return {role: Guarded(make_agent(role, cfg.agent_backend), retries=cfg.agent_retries,
+                          fallback=make_agent(role, "rule") if cfg.agent_backend != "rule" else None)
+            for role in ROLES}
+
+
+def detector_from_config(cfg) -> Detector:
+    return Detector(window=cfg.detector_window, init_tokens=cfg.detector_init_tokens,
+                    tau_abs=cfg.detector_tau_abs, tau_rel=cfg.detector_tau_rel,
+                    use_entropy=cfg.detector_entropy, verify_before_commit=cfg.verify_before_commit)
+
+
 class _Assist:
     """The on_token hook of assisted rows: detect, consult, queue feedback."""
 
@@ -70,10 +88,13 @@ class _Assist:
         self.tok, self.detector, self.agents, self.budget = tokenizer, detector, agents, budget
         self.open = tokenizer.encode("<feedback>", add_special_tokens=False)
         self.close = tokenizer.encode("</feedback>\n", add_special_tokens=False)
+        self.newline = tokenizer.encode("\n", add_special_tokens=False)
 
     def __call__(self, row: Row) -> None:
         st = row.state
         text = self.tok.decode(row.ids, skip_special_tokens=True)
+        if st.get("at_eos"):  # the policy ended its reply: that is a commit too
+            text += "\n"
         if st.get("text_after") is None:  # first call after a feedback block was fed in
             st["text_after"] = len(text)
         if not st["assisted"]:
@@ -97,7 +118,8 @@ class _Assist:
                 st["consults"].append(Consult(len(row.ids), trig.kind, trig.agent, trig.query, reply, status))
                 if reply:
                     body = self.tok.encode(reply, add_special_tokens=False)
-                    row.forced += ([(t, Prov.TEMPLATE) for t in self.open] + [(t, Prov.AGENT) for t in body]
+                    newline = self.newline if st.get("at_eos") else []
+                    row.forced += ([(t, Prov.TEMPLATE) for t in newline + self.open] + [(t, Prov.AGENT) for t in body]
                                    + [(t, Prov.TEMPLATE) for t in self.close])
                     st["seg_start"] = len(row.ids) + len(row.forced)
                     st["text_after"] = None
@@ -127,7 +149,8 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
         for assisted, prompt in [(False, plain)] * g_ind + [(True, asst)] * g_asst:
             row = Row(prompt_ids=prompt + prefix, max_new_tokens=max_new_tokens,
                       state={"assisted": assisted, "task": task, "consults": [], "seg_start": 0,
-                             "h_init": None, "text_after": 0, "every_token": assisted and detector.use_entropy})
+                             "h_init": None, "text_after": 0, "every_token": assisted and detector.use_entropy,
+                             "intercept_eos": assisted and detector.verify_before_commit})
             rows.append(row)
             meta.append((task, assisted, prompt, prefix))
     stats = engine.run(policy.sampler(), tok, rows, temperature=temperature, top_p=top_p,

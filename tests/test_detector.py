@@ -54,3 +54,22 @@ def test_routing_rule():
     assert route("2 * 60 = 120. Then", "entropy") == "reasoning"
     trig = Detector().check("Hmm, the film", [0.1] * 8 + [3.0] * 8, None)
     assert trig == Trigger("entropy", "knowledge", "")
+
+
+def test_first_error_finds_false_equations_then_wrong_answers():
+    from aipo_lite.detector import first_error_char
+    text = "46 + 68 = 114. 114 - 41 = 75.\nAnswer: 75"
+    assert first_error_char(text, "73") == text.index("114 - 41")
+    assert first_error_char("46 + 68 = 114.\nAnswer: 114", "73") == len("46 + 68 = 114.\n")
+    assert first_error_char("46 + 68 = 114. 114 - 41 = 73.\nAnswer: 73", "73") is None
+    assert first_error_char("Let me think", "73") is None
+
+
+def test_first_firing_and_precision_recall():
+    from aipo_lite.detector import first_entropy_firing, precision_recall
+    trace = [0.2] * 4 + [2.0] * 4 + [0.1] * 4
+    assert first_entropy_firing(trace, 4, 4, 1.0, 0.5) == 7
+    assert first_entropy_firing([0.2] * 12, 4, 4, 1.0, 0.5) is None
+    pr = precision_recall(fires=[7, 7, None, 3, None], errors=[9, 5, 4, None, None])
+    assert (pr["tp"], pr["fp"], pr["fn"]) == (1, 2, 2)
+    assert pr["precision"] == 1 / 3 and pr["recall"] == 1 / 3

@@ -1,0 +1,48 @@
+"""Consultation rollouts on the real policy with rule agents."""
+
+import pytest
+import torch
+
+from aipo_lite.agents import Guarded, make_agent
+from aipo_lite.detector import Detector
+from aipo_lite.engine import Prov
+from aipo_lite.prompts import agent_free_prompt
+from aipo_lite.rollout import rollout_group
+from aipo_lite.tasks import load_tasks
+
+
+def _agents():
+    return {role: Guarded(make_agent(role)) for role in ("verify", "knowledge", "reasoning")}
+
+
+@pytest.mark.slow
+def test_group_structure_provenance_and_consults(real_policy):
+    tok = real_policy.tokenizer
+    tasks = load_tasks("synth", "test", tiers=["expr3", "units"], limit_per_tier=1)
+    groups, stats = rollout_group(real_policy, tasks, _agents(), Detector(), g_ind=2, g_asst=3,
+                                  consult_budget=2, max_new_tokens=40,
+                                  generator=torch.Generator().manual_seed(0))
+    assert [len(g) for g in groups] == [5] * len(tasks)
+    consults = 0
+    for task, group in zip(tasks, groups):
+        for r in group:
+            assert r.task is task
+            assert len(r.ids) == len(r.prov) == len(r.logprobs) == len(r.entropies)
+            assert sum(p == Prov.POLICY for p in r.prov) <= 40
+            if not r.assisted:  # exactly evaluation's prompt, and never any agent token
+                assert r.prompt_ids == tok.encode(agent_free_prompt(tok, task.question), add_special_tokens=False)
+                assert set(r.prov) == {Prov.POLICY} and not r.consults
+                continue
+            assert "<verify>" in tok.decode(r.prompt_ids)  # the assisted prompt teaches the tags
+            assert len(r.consults) <= 2
+            for c in r.consults:
+                consults += 1
+                assert c.trigger in ("tag", "entropy", "commit") and c.agent in ("verify", "knowledge", "reasoning")
+                if c.reply:  # the reply sits at c.at as TEMPLATE <feedback> AGENT reply TEMPLATE </feedback>
+                    seg = r.prov[c.at:]
+                    first_agent = seg.index(Prov.AGENT)
+                    assert set(seg[:first_agent]) == {Prov.TEMPLATE}
+                    n_agent = len(tok.encode(c.reply, add_special_tokens=False))
+                    assert seg[first_agent:first_agent + n_agent] == [Prov.AGENT] * n_agent
+                    assert tok.decode(r.ids[c.at + first_agent:c.at + first_agent + n_agent]) == c.reply
+    assert consults > 0 and stats["forced_tokens"] > 0
