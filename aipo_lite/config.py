@@ -71,6 +71,8 @@ class Config:
     detector_init_tokens: int = _f(8, "First tokens whose mean entropy is H_init.")
     detector_tau_abs: float = _f(1.5, "Absolute entropy threshold (nats) the window mean must exceed.")
     detector_tau_rel: float = _f(0.5, "Margin (nats) over H_init the window mean must exceed.")
+    probe_tiers: list = _f(["add3", "expr3"], "Tiers the interaction notebooks (01, 02) study: multi-step, where SmolLM2 stalls.")
+    probe_problems_per_tier: int = _f(16, "Test problems per probe tier in notebooks 01 and 02.")
     verify_before_commit: bool = _f(True, "Consult Verify when the policy commits an answer (a correct one passes silently).")
 
     # --- evaluation (always agent-free) ----------------------------------------------
@@ -97,11 +99,11 @@ class Config:
         _check(self.lora_alpha > 0, "lora_alpha", self.lora_alpha, "must be > 0")
         _check(0 <= self.lora_dropout < 1, "lora_dropout", self.lora_dropout, "must be in [0, 1)")
         _check(self.num_threads >= 0, "num_threads", self.num_threads, "must be >= 0")
-        for name in ("train_tiers", "eval_tiers"):
+        for name in ("train_tiers", "eval_tiers", "probe_tiers"):
             if self.tasks == "synth":
                 bad = [t for t in getattr(self, name) if t not in TIERS]
                 _check(not bad, name, bad, f"unknown tier(s); the synth suite has {list(TIERS)}")
-        for name in ("g_ind", "g_asst", "consult_budget", "agent_retries"):
+        for name in ("g_ind", "g_asst", "consult_budget", "agent_retries", "probe_problems_per_tier"):
             _check(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
         _check(self.g_ind + self.g_asst >= 1, "g_asst", self.g_asst, "g_ind + g_asst must be >= 1")
         _check(self.rollout_temperature > 0, "rollout_temperature", self.rollout_temperature, "must be > 0")
@@ -155,5 +157,6 @@ def _check(ok: bool, name: str, value: Any, why: str) -> None:
 PROFILES: dict[str, dict] = {
     "demo": dict(eval_problems_per_tier=20, eval_n=8, eval_ks=[1, 2, 4, 8]),
     "smoke": dict(eval_tiers=["add1d", "add3"], eval_problems_per_tier=2, eval_n=2, eval_ks=[1, 2],
-                  eval_max_new_tokens=24, bootstrap_samples=50),
+                  eval_max_new_tokens=24, bootstrap_samples=50, probe_problems_per_tier=1, g_ind=2,
+                  g_asst=2, rollout_max_new_tokens=24),
 }

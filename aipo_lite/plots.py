@@ -34,3 +34,46 @@ def plot_pass_at_k(results: dict[str, EvalResult], tiers: list[str] | None = Non
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plot_entropy_traces(traces: list[dict], threshold_note: str = "", max_traces: int = 6):
+    """Token entropy of rollouts with the detector's first firing and the first error marked.
+
+    traces: dicts with 'entropies', 'fire' (token index or None), 'error' (or None), 'title'.
+    """
+    traces = traces[:max_traces]
+    fig, axes = plt.subplots(len(traces), 1, figsize=(8, 1.6 * len(traces)), squeeze=False, sharex=True)
+    for ax, tr in zip(axes[:, 0], traces):
+        ax.plot(tr["entropies"], lw=1, color="tab:blue")
+        if tr.get("fire") is not None:
+            ax.axvline(tr["fire"], color="tab:orange", ls="--", label="detector fires")
+        if tr.get("error") is not None:
+            ax.axvline(tr["error"], color="tab:red", lw=2, alpha=0.6, label="first error")
+        ax.set_title(tr.get("title", ""), fontsize=8, loc="left")
+        ax.set_ylabel("H (nats)", fontsize=8)
+    axes[-1, 0].set_xlabel("generated token")
+    handles, labels = {}, {}
+    for ax in axes[:, 0]:
+        for h, l in zip(*ax.get_legend_handles_labels()):
+            handles[l] = h
+    if handles:
+        fig.legend(handles.values(), handles.keys(), loc="upper right", fontsize=8)
+    fig.suptitle(f"token entropy of real rollouts {threshold_note}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_precision_recall(rows: list[dict], title: str = "detector: fires before the first error"):
+    """Precision and recall against a swept threshold; rows: {'label', 'precision', 'recall'}."""
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    ax.plot([r["recall"] for r in rows], [r["precision"] for r in rows], marker="o")
+    for r in rows:
+        ax.annotate(r["label"], (r["recall"], r["precision"]), fontsize=7)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

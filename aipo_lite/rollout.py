@@ -107,7 +107,7 @@ class _Assist:
             if st["h_init"] is None and len(seg) >= self.detector.init_tokens:
                 st["h_init"] = sum(seg[:self.detector.init_tokens]) / self.detector.init_tokens
             trig = self.detector.check(text, seg, st["h_init"])
-            if trig:
+            if trig and trig.agent in self.agents:  # an absent agent = that role switched off
                 req = Request(st["task"], partial=text, query=trig.query, trigger=trig.kind,
                               proposed=extract_answer(text) if trig.kind == "commit" else None)
                 reply, status = self.agents[trig.agent].respond(req)

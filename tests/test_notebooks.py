@@ -50,3 +50,12 @@ def test_quickstart_runs_headless_with_smoke_parameters(tmp_path):
     assert (tmp_path / "00_quickstart" / "pass_at_k_base.png").stat().st_size > 10_000
     assert (tmp_path / "00_quickstart.ipynb").exists()
     assert json.loads((tmp_path / "summary.json").read_text())["profile"] == "smoke"
+
+
+@pytest.mark.slow
+def test_bottleneck_notebook_runs_headless_with_smoke_parameters(tmp_path):
+    summary = run_notebooks.run("smoke", tmp_path, only=["01"], log_output=False)
+    assert [n["status"] for n in summary["notebooks"]] == ["ok"], summary
+    result = json.loads((tmp_path / "01_bottleneck_detection" / "detector.json").read_text())
+    assert result["rollouts"] == 4 and len(result["sweep"]) == 6  # 2 probe tiers x 1 problem x g_ind 2
+    assert {"precision", "recall", "tp", "fp", "fn"} <= set(result["default"])
