@@ -77,3 +77,20 @@ def plot_precision_recall(rows: list[dict], title: str = "detector: fires before
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+PROVENANCE_COLOURS = {0: "#eeeeee", 1: "#ffffff", 2: "#c8f7c5", 3: "#fde2a7"}  # PROMPT POLICY AGENT TEMPLATE
+
+
+def provenance_html(rollout, tokenizer) -> str:
+    """A rollout's generated text as HTML, each token coloured by provenance
+    (white: policy, green: agent feedback, amber: tags the system inserted)."""
+    import html
+    spans = []
+    for tok_id, prov in zip(rollout.ids, rollout.prov):
+        text = html.escape(tokenizer.decode([tok_id], skip_special_tokens=True)).replace("\n", "↵<br>")
+        spans.append(f'<span style="background:{PROVENANCE_COLOURS[int(prov)]}">{text}</span>')
+    head = (f"<b>{html.escape(rollout.task.question)}</b> (reference {rollout.task.answer}; "
+            f"reward {rollout.reward:.0f}; consults: "
+            + ", ".join(f"{c.trigger}→{c.agent} ({c.status})" for c in rollout.consults) + ")")
+    return f'<div style="font-family:monospace;margin:6px 0">{head}<br>{"".join(spans)}</div>'

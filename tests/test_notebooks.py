@@ -59,3 +59,12 @@ def test_bottleneck_notebook_runs_headless_with_smoke_parameters(tmp_path):
     result = json.loads((tmp_path / "01_bottleneck_detection" / "detector.json").read_text())
     assert result["rollouts"] == 4 and len(result["sweep"]) == 6  # 2 probe tiers x 1 problem x g_ind 2
     assert {"precision", "recall", "tp", "fp", "fn"} <= set(result["default"])
+
+
+@pytest.mark.slow
+def test_consultation_notebook_runs_headless_with_smoke_parameters(tmp_path):
+    summary = run_notebooks.run("smoke", tmp_path, only=["02"], log_output=False)
+    assert [n["status"] for n in summary["notebooks"]] == ["ok"], summary
+    result = json.loads((tmp_path / "02_agent_consultation" / "consultation.json").read_text())
+    assert set(result["pass_at_1"]) == {"add3", "expr3"}
+    assert {"independent", "assisted", "assisted_prompt_no_agent"} <= set(result["pass_at_1"]["add3"])
