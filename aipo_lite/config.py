@@ -135,6 +135,18 @@ class Config:
             raise ConfigError(f"unknown config field(s) {unknown}; valid fields: {sorted(names)}")
         return cls(**{**PROFILES[profile], **overrides})
 
+    @classmethod
+    def for_notebook(cls, profile: str, run_dir: str, overrides: dict):
+        """(config, output folder) from a notebook's papermill parameters; prints the config."""
+        from pathlib import Path
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"overrides={overrides!r} must be a dict of Config fields")
+        cfg = cls.from_profile(profile, run_dir=run_dir, **overrides)
+        out = Path(cfg.run_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        print(cfg)
+        return cfg, out
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -68,6 +68,13 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator):
     return tok, logp, entropy
 
 
+def _record(r: Row, t: int, prov: int, logp: torch.Tensor, entropy: torch.Tensor) -> None:
+    r.ids.append(t)
+    r.prov.append(prov)
+    r.logprobs.append(logp[t].item())
+    r.entropies.append(entropy.item())
+
+
 @torch.no_grad()
 def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: float = 1.0,
         on_token: Hook | None = None, watch_ids: torch.Tensor | None = None,
@@ -114,31 +121,22 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
         feed = tok.clone()
         watched = torch.isin(tok, watch).tolist()
         for b, r in enumerate(live):
+            t = tok[b].item()
+            if t == eos and not r.forced and on_token and r.state.get("intercept_eos"):
+                # the hook may continue the row instead of ending it (verify-before-commit
+                # when the answer is followed by EOS): then the EOS is dropped, forced tokens fed
+                r.state["at_eos"] = True
+                on_token(r)
+                r.state["at_eos"] = False
             if r.forced:
                 t, p = r.forced.pop(0)
                 feed[b] = t
-                r.ids.append(t), r.prov.append(p), r.logprobs.append(logp[b, t].item())
-                r.entropies.append(ent[b].item())
+                _record(r, t, p, logp[b], ent[b])
                 stats["forced_tokens"] += 1
                 if not r.forced and on_token:
                     on_token(r)
             else:
-                t = tok[b].item()
-                if t == eos and on_token and r.state.get("intercept_eos"):
-                    # the hook may continue the row instead of ending it (verify-before-commit
-                    # when the answer is followed by EOS): the EOS is dropped, forced tokens fed
-                    r.state["at_eos"] = True
-                    on_token(r)
-                    r.state["at_eos"] = False
-                    if r.forced:
-                        t, p = r.forced.pop(0)
-                        feed[b] = t
-                        r.ids.append(t), r.prov.append(p), r.logprobs.append(logp[b, t].item())
-                        r.entropies.append(ent[b].item())
-                        stats["forced_tokens"] += 1
-                        continue
-                r.ids.append(t), r.prov.append(Prov.POLICY), r.logprobs.append(logp[b, t].item())
-                r.entropies.append(ent[b].item())
+                _record(r, t, Prov.POLICY, logp[b], ent[b])
                 stats["policy_tokens"] += 1
                 r.n_policy += 1
                 if t == eos:

@@ -28,7 +28,6 @@ run_dir = "../runs/notebooks/00_quickstart"  # results JSON and figures go here
 overrides = {}                    # any aipo_lite.Config field, e.g. {"eval_temperature": 0.7}
 
 # %%
-from pathlib import Path
 
 from aipo_lite.config import Config
 from aipo_lite.evaluation import evaluate
@@ -39,10 +38,7 @@ from aipo_lite.rewards import extract_answer, score
 from aipo_lite.sampling import sample
 from aipo_lite.tasks import by_tier, load_tasks
 
-cfg = Config.from_profile(profile, run_dir=run_dir, **overrides)
-out = Path(cfg.run_dir)
-out.mkdir(parents=True, exist_ok=True)
-print(cfg)
+cfg, out = Config.for_notebook(profile, run_dir, overrides)
 
 # %% [markdown]
 # ## The policy and the tasks

@@ -28,7 +28,6 @@ overrides = {}                    # any aipo_lite.Config field, e.g. {"detector_
 
 # %%
 import json
-from pathlib import Path
 
 import torch
 
@@ -39,10 +38,7 @@ from aipo_lite.policy import load_policy
 from aipo_lite.rollout import rollout_group
 from aipo_lite.tasks import load_tasks
 
-cfg = Config.from_profile(profile, run_dir=run_dir, **overrides)
-out = Path(cfg.run_dir)
-out.mkdir(parents=True, exist_ok=True)
-print(cfg)
+cfg, out = Config.for_notebook(profile, run_dir, overrides)
 
 # %% [markdown]
 # ## Real rollouts with their per-token entropies

@@ -29,7 +29,6 @@ overrides = {}                    # any aipo_lite.Config field, e.g. {"consult_b
 # %%
 import json
 from collections import Counter
-from pathlib import Path
 
 import torch
 from IPython.display import HTML, display
@@ -40,10 +39,7 @@ from aipo_lite.policy import load_policy
 from aipo_lite.rollout import agents_from_config, detector_from_config, rollout_group
 from aipo_lite.tasks import load_tasks
 
-cfg = Config.from_profile(profile, run_dir=run_dir, **overrides)
-out = Path(cfg.run_dir)
-out.mkdir(parents=True, exist_ok=True)
-print(cfg)
+cfg, out = Config.for_notebook(profile, run_dir, overrides)
 
 # %%
 policy = load_policy(cfg)
