@@ -24,7 +24,7 @@ from .tasks import Task, load_knowledge
 
 ROLES = ("verify", "knowledge", "reasoning")
 BACKENDS = ("rule",)
-_EQ = re.compile(r"(?P<lhs>-?\d+(?:\s*[-+*x×]\s*-?\d+)+)\s*=\s*(?P<rhs>-?\d+)")
+EQUATION = re.compile(r"(?P<lhs>-?\d+(?:\s*[-+*x×]\s*-?\d+)+)\s*=\s*(?P<rhs>-?\d+)")
 
 
 @dataclass
@@ -36,15 +36,15 @@ class Request:
     proposed: str | None = None  # the answer the policy is committing to (verify-before-commit)
 
 
-def _eval(lhs: str) -> int:
+def evaluate_expression(lhs: str) -> int:
     """Value of an integer expression of + - * (x and × as *), left to right with precedence."""
     return int(eval(re.sub(r"[x×]", "*", lhs), {"__builtins__": {}}))  # only digits/ops matched
 
 
 def _last_wrong_equation(text: str) -> tuple[str, int, int] | None:
     wrong = None
-    for m in _EQ.finditer(text):
-        true = _eval(m["lhs"])
+    for m in EQUATION.finditer(text):
+        true = evaluate_expression(m["lhs"])
         if true != int(m["rhs"]):
             wrong = (re.sub(r"\s+", " ", m["lhs"].strip()), int(m["rhs"]), true)
     return wrong

@@ -91,16 +91,13 @@ def _ends_with_commit(text: str) -> bool:
 
 # --- measuring the detector (notebook 01) ---------------------------------------------------
 
-_ANY_EQ = re.compile(r"(?P<lhs>-?\d+(?:\s*[-+*x×]\s*-?\d+)+)\s*=\s*(?P<rhs>-?\d+)")
-
-
 def first_error_char(text: str, answer: str) -> int | None:
     """Where the reasoning first goes wrong: the start of the first false equation, else of
     a committed wrong answer; None when neither occurs (a correct or unfinished solution)."""
-    from .rewards import _ANSWER, is_equivalent, extract_answer
-    for m in _ANY_EQ.finditer(text):
-        lhs = re.sub(r"[x×]", "*", m["lhs"])
-        if int(eval(lhs, {"__builtins__": {}})) != int(m["rhs"]):  # only digits/ops matched
+    from .agents import EQUATION, evaluate_expression
+    from .rewards import _ANSWER, extract_answer, is_equivalent
+    for m in EQUATION.finditer(text):
+        if evaluate_expression(m["lhs"]) != int(m["rhs"]):
             return m.start()
     committed = extract_answer(text)
     if committed is not None and not is_equivalent(committed, answer):
