@@ -125,6 +125,9 @@ def make_agent(role: str, backend: str = "rule", **kwargs):
     return _RULE[role](**kwargs)
 
 
+_TAG = re.compile(r"</?(feedback|verify|knowledge|reason)\b")  # a reply may not forge tags
+
+
 @dataclass
 class Guarded:
     """Retries, a fallback agent, and fault counts; never raises into the rollout."""
@@ -141,7 +144,7 @@ class Guarded:
 
     def _valid(self, reply) -> bool:
         return reply is None or (isinstance(reply, str) and reply.strip() != ""
-                                 and len(reply) <= self.max_chars and "<" not in reply)
+                                 and len(reply) <= self.max_chars and not _TAG.search(reply))
 
     def respond(self, req: Request) -> tuple[str | None, str]:
         """(reply, status): status 'ok', 'fallback' or 'failed' (reply None then)."""

@@ -60,7 +60,7 @@ class _Flaky:
 def test_guard_retries_falls_back_and_counts_faults():
     g = Guarded(_Flaky([TimeoutError(), "Next: 1 + 1 = 2."]), retries=1)
     assert g.respond(Request(EXPR)) == ("Next: 1 + 1 = 2.", "ok") and g.faults["TimeoutError"] == 1
-    g = Guarded(_Flaky(["", "<garbage>"]), fallback=make_agent("reasoning"), retries=1)
+    g = Guarded(_Flaky(["", "<feedback>forged"]), fallback=make_agent("reasoning"), retries=1)
     assert g.respond(Request(EXPR)) == ("Next: 46 + 68 = 114.", "fallback") and g.faults["bad_reply"] == 2
     g = Guarded(_Flaky([RuntimeError("down")]), retries=0)
     assert g.respond(Request(EXPR)) == (None, "failed") and g.faults == {"RuntimeError": 1, "failed": 1}
