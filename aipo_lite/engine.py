@@ -109,10 +109,10 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = None
     if n_prefix:
-        cache = model(ids[:1, :n_prefix], use_cache=True).past_key_values
+        cache = model(ids[:1, :n_prefix], use_cache=True, logits_to_keep=1).past_key_values
         cache.batch_repeat_interleave(len(enc))
     out = model(input_ids=ids[:, n_prefix:], attention_mask=mask, position_ids=pos[:, n_prefix:],
-                past_key_values=cache, use_cache=True)
+                past_key_values=cache, use_cache=True, logits_to_keep=1)  # not [rows, len, vocab]
     cache, logits = out.past_key_values, out.logits[:, -1]
     next_pos = pos[:, -1] + 1
 
