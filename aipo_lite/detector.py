@@ -86,7 +86,8 @@ class Detector:
 
 def _ends_with_commit(text: str) -> bool:
     last = text.rstrip("\n").rsplit("\n", 1)[-1] + "\n"
-    return COMMITTED.search(last) is not None and COMMITTED.search(last).end() == len(last)
+    m = COMMITTED.search(last)
+    return m is not None and m.end() == len(last)
 
 
 # --- measuring the detector (notebook 01) ---------------------------------------------------

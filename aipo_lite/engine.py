@@ -186,9 +186,15 @@ def line_ender_ids(tokenizer) -> torch.Tensor:
     return _LINE_ENDERS[key]
 
 
+_WATCH: dict[int, torch.Tensor] = {}
+
+
 def _watch_ids(tokenizer) -> torch.Tensor:
-    """Tokens after which a hook may act: line ends and '}' (from sampling) plus '>' (tags)."""
-    base = line_ender_ids(tokenizer)
-    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-    gt = [i for i, t in enumerate(vocab) if t and ">" in t]
-    return torch.unique(torch.cat([base, torch.tensor(gt, dtype=base.dtype)]))
+    """Tokens after which a hook may act: line ends and '}' plus '>' (tags). Cached per tokenizer."""
+    key = id(tokenizer)
+    if key not in _WATCH:
+        base = line_ender_ids(tokenizer)
+        vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        gt = [i for i, t in enumerate(vocab) if t and ">" in t]
+        _WATCH[key] = torch.unique(torch.cat([base, torch.tensor(gt, dtype=base.dtype)]))
+    return _WATCH[key]

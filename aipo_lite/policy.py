@@ -61,10 +61,6 @@ class Policy:
             self._merged = (self.version, merged)
         return self._merged[1]
 
-    def lora_state_dict(self) -> dict[str, torch.Tensor]:
-        from peft import get_peft_model_state_dict
-        return get_peft_model_state_dict(self.model) if self.has_lora else {}
-
 
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":

@@ -135,11 +135,11 @@ def _parse_row(path: Path, lineno: int, line: str, fields: dict) -> Task:
 
 
 def _check_unique_ids(path: Path, tasks: list[Task]) -> None:
-    seen: dict[str, int] = {}
-    for i, t in enumerate(tasks):
+    seen: set[str] = set()
+    for t in tasks:
         if t.id in seen:
             raise TaskFormatError(f"{path}: field 'id' value {t.id!r} appears twice")
-        seen[t.id] = i
+        seen.add(t.id)
 
 
 def load_knowledge(path: str | os.PathLike | None = None) -> list[dict]:
