@@ -64,8 +64,13 @@ class Config:
     consult_budget: int = _f(2, "At most this many consults per assisted rollout.")
     rollout_temperature: float = _f(1.0, "Sampling temperature of rollouts.")
     rollout_max_new_tokens: int = _f(64, "Max tokens the policy samples per rollout (agent feedback comes on top).")
-    agent_backend: str = _f("rule", "Backend of all three agents: 'rule' (deterministic, privileged fields).", ("rule",))
-    agent_retries: int = _f(1, "Retries of a failed or invalid agent reply before the fallback.")
+    agent_backend: str = _f("rule", "Backend of all three agents: 'rule' (deterministic, reads privileged fields), 'hf' (a local transformers model), 'openai' (an OpenAI-compatible chat server).", ("rule", "hf", "openai"))
+    agent_model: str = _f("smollm2", "hf backend: 'smollm2', a local HF model dir or hub id. openai backend: the model name sent to the server.")
+    agent_load_in_4bit: bool = _f(False, "hf backend: load the agent model 4-bit NF4 with bitsandbytes (the quantized agent).")
+    agent_base_url: str = _f("http://127.0.0.1:8080/v1", "openai backend: base URL of the OpenAI-compatible server (vLLM, SGLang, llama.cpp server).")
+    agent_timeout: float = _f(30.0, "Seconds an LLM agent may take per reply before it counts as a fault (then retry/fallback).")
+    agent_max_new_tokens: int = _f(40, "Max tokens an LLM agent may write per reply.")
+    agent_retries: int = _f(1, "Retries of a failed or invalid agent reply before the fallback (the rule agent).")
     detector_entropy: bool = _f(True, "Consult when windowed token entropy spikes (see detector_*).")
     detector_window: int = _f(8, "Tokens in the entropy window.")
     detector_init_tokens: int = _f(8, "First tokens whose mean entropy is H_init.")
@@ -74,6 +79,31 @@ class Config:
     probe_tiers: list = _f(["add3", "expr3"], "Tiers the interaction notebooks (01, 02) study: multi-step, where SmolLM2 stalls.")
     probe_problems_per_tier: int = _f(16, "Test problems per probe tier in notebooks 01 and 02.")
     verify_before_commit: bool = _f(True, "Consult Verify when the policy commits an answer (a correct one passes silently).")
+
+    # --- training (METHODS.md §1 and §3) ---------------------------------------------
+    algorithm: str = _f("grpo", "Base RLVR algorithm: grpo, drgrpo, dapo (clip-higher, token-level mean, dynamic sampling) or rloo.", ("grpo", "drgrpo", "dapo", "rloo"))
+    agent_weight: str = _f("aipo", "Weight of AGENT tokens in the loss: sft (1), is (pi), is_clip (pi inside the clip range, else 0), luffy (grad of pi/(pi+gamma)), aipo (span geometric-mean prob clipped to [agent_w_min, agent_w_max]).", ("sft", "is", "is_clip", "luffy", "aipo"))
+    agent_w_min: float = _f(0.5, "aipo weight floor (no vanishing gradient on tokens the policy cannot produce yet).")
+    agent_w_max: float = _f(1.0, "aipo weight cap (no over-trust).")
+    luffy_gamma: float = _f(0.1, "gamma of the luffy weight f(pi) = pi / (pi + gamma).")
+    view: str = _f("internalized", "How an assisted rollout is trained: 'internalized' (tags stripped, feedback becomes the policy's own text under the agent-free prompt) or 'interactive' (as it happened).", ("internalized", "interactive"))
+    credit: str = _f("post_consult", "Which POLICY tokens of an assisted rollout enter the loss: 'post_consult' (only after the first consult) or 'all'.", ("post_consult", "all"))
+    baseline: str = _f("independent", "Advantage baseline of assisted rollouts: 'independent' (mean of the independent subgroup), 'mixed' (whole group), 'split' (each subgroup its own).", ("independent", "mixed", "split"))
+    clip_eps_low: float = _f(0.2, "PPO clip: ratio floor 1 - clip_eps_low.")
+    clip_eps_high: float = _f(0.0, "PPO clip: ratio cap 1 + clip_eps_high; 0 = algorithm default (0.28 for dapo, else clip_eps_low).")
+    kl_beta: float = _f(0.0, "Weight of the k3 KL penalty to the frozen reference (LoRA disabled); 0 = off.")
+    learning_rate: float = _f(2e-4, "AdamW learning rate of the LoRA weights.")
+    weight_decay: float = _f(0.0, "AdamW weight decay.")
+    max_grad_norm: float = _f(1.0, "Gradient-norm clip; 0 = off.")
+    train_steps: int = _f(20, "Optimizer steps (one rollout batch each).")
+    prompts_per_step: int = _f(4, "Training prompts per step (each gets g_ind + g_asst rollouts).")
+    micro_batch_size: int = _f(16, "Sequences per forward/backward; all of a step's rollouts make one update (gradient accumulation).")
+    train_eval_every: int = _f(5, "Agent-free evaluation on the held-out slice every N steps (and at the end); 0 = only at the end.")
+    train_eval_problems_per_tier: int = _f(8, "Held-out (test split) problems per eval tier for the evaluation during training.")
+    train_eval_n: int = _f(4, "Samples per problem in the evaluation during training.")
+    checkpoint_every: int = _f(5, "Atomic checkpoint (LoRA safetensors, optimizer, RNG, step, data cursor) every N steps; 0 = only at the end.")
+    resume: bool = _f(True, "Continue from run_dir/checkpoint when one exists.")
+    log_completions_every: int = _f(5, "Print a table of sample completions every N steps; 0 = never.")
 
     # --- evaluation (always agent-free) ----------------------------------------------
     eval_problems_per_tier: int = _f(60, "Test problems per tier to evaluate; 0 = all.")
@@ -111,6 +141,19 @@ class Config:
         for name in ("detector_window", "detector_init_tokens"):
             _check(getattr(self, name) >= 1, name, getattr(self, name), "must be >= 1")
         _check(self.detector_tau_abs >= 0, "detector_tau_abs", self.detector_tau_abs, "must be >= 0")
+        _check(self.agent_timeout > 0, "agent_timeout", self.agent_timeout, "must be > 0")
+        _check(self.agent_max_new_tokens >= 1, "agent_max_new_tokens", self.agent_max_new_tokens, "must be >= 1")
+        _check(0 <= self.agent_w_min <= self.agent_w_max, "agent_w_min", self.agent_w_min,
+               f"must be in [0, agent_w_max={self.agent_w_max}]")
+        _check(self.luffy_gamma > 0, "luffy_gamma", self.luffy_gamma, "must be > 0")
+        for name in ("clip_eps_low", "clip_eps_high", "kl_beta", "weight_decay", "max_grad_norm"):
+            _check(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
+        _check(self.clip_eps_low < 1, "clip_eps_low", self.clip_eps_low, "must be < 1")
+        _check(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
+        for name in ("train_steps", "prompts_per_step", "micro_batch_size", "train_eval_problems_per_tier", "train_eval_n"):
+            _check(getattr(self, name) >= 1, name, getattr(self, name), "must be >= 1")
+        for name in ("train_eval_every", "checkpoint_every", "log_completions_every"):
+            _check(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
         _check(self.eval_problems_per_tier >= 0, "eval_problems_per_tier", self.eval_problems_per_tier, "must be >= 0")
         _check(self.eval_n >= 1, "eval_n", self.eval_n, "must be >= 1")
         _check(bool(self.eval_ks) and all(isinstance(k, int) and 1 <= k <= self.eval_n for k in self.eval_ks),
