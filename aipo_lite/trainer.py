@@ -1,0 +1,304 @@
+"""The RLVR trainer: rollouts -> rewards -> advantages -> loss -> LoRA update (METHODS.md §1, §3).
+
+One step (`train`): take `prompts_per_step` training tasks from a seeded shuffle, sample
+`g_ind` independent + `g_asst` assisted rollouts each (rollout.py; g_asst = 0 is plain RLVR),
+turn them into training sequences (views.py), compute advantages per group
+(objectives.group_advantages), and make ONE AdamW update of the LoRA weights from all of
+them (gradient accumulation over micro-batches, grad-norm clip). Rollouts are sampled from
+a merged copy of the current weights (Policy.sampler()), so π_old is the current policy and
+the recorded sampling log-probs are the PPO ratio's denominators (tests/test_trainer.py
+checks the trainer's recomputed log-probs match them).
+
+Metrics go to run_dir/metrics.jsonl under fixed names (METRICS); agent-free held-out pass@1
+is added at step 0, every `train_eval_every` steps and at the end. A checkpoint (LoRA
+safetensors, optimizer, RNG states, step, data cursor) is written atomically every
+`checkpoint_every` steps; with `resume=True` a run continues exactly where its last
+checkpoint left it. A non-finite loss or gradient skips the update and is counted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from . import objectives as obj
+from .config import Config
+from .engine import Prov
+from .evaluation import evaluate
+from .rollout import agents_from_config, detector_from_config, rollout_group
+from .tasks import load_tasks
+from .views import TrainSeq, to_train_seqs
+
+METRICS = ("step", "reward_mean", "reward_ind", "reward_asst", "zero_std_frac", "groups_kept",
+           "clip_frac_low", "clip_frac_high", "entropy", "completion_len", "consult_rate",
+           "consult_rate_verify", "consult_rate_knowledge", "consult_rate_reasoning",
+           "consult_rate_tag", "consult_rate_entropy", "consult_rate_commit",
+           "agent_tokens", "agent_w_mean", "agent_w_min", "agent_w_max", "kl", "loss", "grad_norm",
+           "skipped_updates", "rollout_s", "update_s", "step_time", "tokens_per_s")
+
+
+def sequence_logprobs(model, seqs: list[TrainSeq], temperature: float, device) -> torch.Tensor:
+    """log π(token) of every completion token, [B, C] (zeros past a sequence's end).
+
+    Prompts are left-padded so all completions start at one column; only the completion
+    positions' logits are computed (logits_to_keep)."""
+    P = max(len(s.prompt_ids) for s in seqs)
+    C = max(len(s.ids) for s in seqs)
+    ids = torch.zeros((len(seqs), P + C), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for b, s in enumerate(seqs):
+        ids[b, P - len(s.prompt_ids):P] = torch.tensor(s.prompt_ids)
+        ids[b, P:P + len(s.ids)] = torch.tensor(s.ids, dtype=torch.long)
+        mask[b, P - len(s.prompt_ids):P + len(s.ids)] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=C + 1).logits[:, :-1]
+    logits = logits.float() / temperature
+    target = ids[:, P:]
+    return logits.gather(-1, target[..., None]).squeeze(-1) - torch.logsumexp(logits, -1)
+
+
+def _pad(rows: list[list], fill, dtype, device) -> torch.Tensor:
+    C = max(len(r) for r in rows)
+    return torch.tensor([list(r) + [fill] * (C - len(r)) for r in rows], dtype=dtype, device=device)
+
+
+def micro_batch_loss(policy, seqs: list[TrainSeq], cfg: Config, n_seqs: int, n_tokens: int) -> tuple[torch.Tensor, dict]:
+    """This micro-batch's share of the step loss (objectives.aggregate) and its statistics."""
+    dev = policy.device
+    logp = sequence_logprobs(policy.model, seqs, cfg.rollout_temperature, dev)
+    kind = _pad([s.kind for s in seqs], Prov.TEMPLATE, torch.long, dev)
+    in_loss = _pad([s.in_loss for s in seqs], False, torch.bool, dev)
+    old = _pad([s.old_logp for s in seqs], math.nan, torch.float32, dev)
+    adv = torch.tensor([s.advantage for s in seqs], dtype=torch.float32, device=dev)[:, None].expand_as(logp)
+    pol = in_loss & (kind == Prov.POLICY) & ~old.isnan()
+    agent = in_loss & (kind == Prov.AGENT)
+    mask = pol | agent
+    eps_hi = obj.eps_high(cfg.algorithm, cfg.clip_eps_low, cfg.clip_eps_high)
+    loss_t = torch.zeros_like(logp)
+    st = {"pol_tokens": int(pol.sum()), "clip_low": 0, "clip_high": 0, "w": torch.empty(0), "kl_sum": 0.0}
+    if pol.any():
+        lp, lo, hi = obj.policy_token_loss(logp[pol], old[pol], adv[pol], cfg.clip_eps_low, eps_hi)
+        loss_t = loss_t.index_put((pol.nonzero(as_tuple=True)), lp)
+        st["clip_low"], st["clip_high"] = int(lo.sum()), int(hi.sum())
+    if agent.any():
+        span = _pad([s.span for s in seqs], -1, torch.long, dev)
+        span = span + 1000 * torch.arange(len(seqs), device=dev)[:, None]  # unique across sequences
+        la, w = obj.agent_token_loss(logp[agent], span[agent], adv[agent], cfg.agent_weight, cfg.agent_w_min,
+                                     cfg.agent_w_max, cfg.luffy_gamma, cfg.clip_eps_low, eps_hi)
+        loss_t = loss_t.index_put((agent.nonzero(as_tuple=True)), la)
+        st["w"] = w.detach().cpu()
+    if cfg.kl_beta > 0:
+        with torch.no_grad(), policy.model.disable_adapter():
+            ref = sequence_logprobs(policy.model, seqs, cfg.rollout_temperature, dev)
+        kl = obj.kl_k3(logp, ref)
+        loss_t = loss_t + cfg.kl_beta * torch.where(mask, kl, torch.zeros_like(kl))
+        st["kl_sum"] = float(kl[mask].sum())
+    loss_t = torch.where(mask, loss_t, torch.zeros_like(loss_t))
+    return obj.aggregate(loss_t, mask, cfg.algorithm, cfg.rollout_max_new_tokens, n_seqs, n_tokens), st
+
+
+def update(policy, opt, seqs: list[TrainSeq], cfg: Config) -> dict:
+    """One optimizer step over all `seqs` (gradient accumulation). Skips it if non-finite."""
+    params = [p for p in policy.model.parameters() if p.requires_grad]
+    live = [s for s in seqs if any(s.in_loss)]
+    n_seqs = len(live)
+    n_tokens = sum(sum(s.in_loss) for s in live)
+    out = {"loss": 0.0, "clip_frac_low": 0.0, "clip_frac_high": 0.0, "kl": 0.0, "grad_norm": 0.0,
+           "agent_tokens": 0, "agent_w_mean": None, "agent_w_min": None, "agent_w_max": None, "skipped": 0}
+    opt.zero_grad(set_to_none=True)
+    if not live:
+        return out
+    policy.model.train()
+    total, pol, lo, hi, kl, ws = 0.0, 0, 0, 0, 0.0, []
+    for i in range(0, n_seqs, cfg.micro_batch_size):
+        loss, st = micro_batch_loss(policy, live[i:i + cfg.micro_batch_size], cfg, n_seqs, n_tokens)
+        loss.backward()
+        total += float(loss.detach())
+        pol, lo, hi, kl = pol + st["pol_tokens"], lo + st["clip_low"], hi + st["clip_high"], kl + st["kl_sum"]
+        ws.append(st["w"])
+    policy.model.eval()
+    norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+    w = torch.cat(ws)
+    out.update(loss=total, grad_norm=float(norm), clip_frac_low=lo / max(pol, 1), clip_frac_high=hi / max(pol, 1),
+               kl=kl / max(n_tokens, 1), agent_tokens=len(w))
+    if len(w):
+        out.update(agent_w_mean=float(w.mean()), agent_w_min=float(w.min()), agent_w_max=float(w.max()))
+    if math.isfinite(total) and math.isfinite(float(norm)):
+        opt.step()
+        policy.mark_updated()
+    else:
+        out["skipped"] = 1
+    opt.zero_grad(set_to_none=True)
+    return out
+
+
+def assign_advantages(seqs: list[TrainSeq], cfg: Config) -> tuple[list[TrainSeq], float]:
+    """Per-group advantages in place; DAPO drops equal-reward groups. (kept seqs, zero-std fraction)."""
+    groups: dict[int, list[TrainSeq]] = {}
+    for s in seqs:
+        groups.setdefault(s.group, []).append(s)
+    kept, zero = [], 0
+    for g in groups.values():
+        r = torch.tensor([s.meta["reward"] for s in g], dtype=torch.float32)
+        zero += int(not obj.keep_group(r))
+        if cfg.algorithm == "dapo" and not obj.keep_group(r):
+            continue
+        ind = [s for s in g if not s.assisted]
+        asst = [s for s in g if s.assisted]
+        a_ind, a_asst = obj.group_advantages(torch.tensor([s.meta["reward"] for s in ind]),
+                                             torch.tensor([s.meta["reward"] for s in asst]),
+                                             cfg.algorithm, cfg.baseline)
+        for s, a in [*zip(ind, a_ind.tolist()), *zip(asst, a_asst.tolist())]:
+            s.advantage = a
+        kept += g
+    return kept, zero / max(len(groups), 1)
+
+
+def rollout_metrics(groups) -> dict:
+    flat = [r for g in groups for r in g]
+    ind = [r.reward for r in flat if not r.assisted]
+    asst = [r for r in flat if r.assisted]
+    pol_ent = [e for r in flat for e, p in zip(r.entropies, r.prov) if p == Prov.POLICY and not math.isnan(e)]
+    m = {"reward_mean": _mean([r.reward for r in flat]), "reward_ind": _mean(ind),
+         "reward_asst": _mean([r.reward for r in asst]), "entropy": _mean(pol_ent),
+         "completion_len": _mean([len(r.ids) for r in flat]),
+         "consult_rate": _mean([sum(1 for c in r.consults if c.reply) for r in asst])}
+    for key in ("verify", "knowledge", "reasoning", "tag", "entropy", "commit"):
+        m[f"consult_rate_{key}"] = _mean([sum(1 for c in r.consults if c.reply and key in (c.agent, c.trigger))
+                                          for r in asst])
+    return m
+
+
+def _mean(xs) -> float | None:
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else None
+
+
+def task_stream(tasks: list, seed: int, start: int, count: int) -> list:
+    """Tasks start..start+count of an endless stream: epoch e is a shuffle seeded seed + e."""
+    out = []
+    for i in range(start, start + count):
+        epoch, j = divmod(i, len(tasks))
+        perm = torch.randperm(len(tasks), generator=torch.Generator().manual_seed(seed + epoch))
+        out.append(tasks[int(perm[j])])
+    return out
+
+
+def heldout_eval(policy, cfg: Config, tasks: list) -> dict:
+    """Agent-free pass@1 on the held-out slice (test split), overall and per tier."""
+    ecfg = dataclasses.replace(cfg, eval_n=cfg.train_eval_n, eval_ks=[1], bootstrap_samples=0)
+    table = evaluate(policy, tasks, ecfg, progress=False, keep_completions=False).table
+    return {f"eval_pass1_{tier}": row["pass@1"]["mean"] for tier, row in table.items()} | {
+        "eval_pass1": table["all" if "all" in table else next(iter(table))]["pass@1"]["mean"]}
+
+
+def _completions_table(groups, n: int = 4) -> str:
+    lines = ["  asst reward consults  completion"]
+    for r in [r for g in groups for r in g][:: max(1, sum(map(len, groups)) // n)][:n]:
+        text = r.text.replace("\n", " | ")[:110]
+        lines.append(f"  {'yes' if r.assisted else 'no ':<4} {r.reward:<6.0f} {len(r.consults):<9} {text}")
+    return "\n".join(lines)
+
+
+def train(cfg: Config, policy=None, progress: bool = True) -> list[dict]:
+    """Train per `cfg` (resuming from run_dir's checkpoint when cfg.resume). Returns the metrics."""
+    from tqdm.auto import tqdm
+
+    from . import checkpoint
+    from .policy import load_policy
+
+    for name, value, valid in [("algorithm", cfg.algorithm, obj.ALGORITHMS), ("agent_weight", cfg.agent_weight, obj.WEIGHTS),
+                               ("view", cfg.view, obj.VIEWS), ("credit", cfg.credit, obj.CREDITS),
+                               ("baseline", cfg.baseline, obj.BASELINES)]:
+        obj.check_choice(name, value, valid)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    policy = policy or load_policy(cfg)
+    if not policy.has_lora:
+        raise ValueError("train() needs a LoRA policy: set lora_r > 0")
+    run = Path(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    tasks = load_tasks(cfg.tasks, "train", cfg.train_tiers, fields=cfg.task_fields)
+    held = load_tasks(cfg.tasks, "test", cfg.eval_tiers, cfg.train_eval_problems_per_tier, fields=cfg.task_fields)
+    agents, detector = agents_from_config(cfg), detector_from_config(cfg)
+    opt = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad],
+                            lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    gen = torch.Generator(device=policy.device).manual_seed(cfg.seed)
+    metrics_path = run / "metrics.jsonl"
+    state = {"step": 0, "cursor": 0, "skipped_updates": 0}
+    ckpt = checkpoint.latest(run) if cfg.resume else None
+    if ckpt is not None:
+        state = checkpoint.load(ckpt, policy.model, opt, gen)
+        policy.mark_updated()
+        checkpoint.truncate_metrics(metrics_path, state["step"])
+        print(f"resumed from {ckpt} (step {state['step']})")
+    elif metrics_path.exists():
+        metrics_path.unlink()
+    history = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
+    if state["step"] == 0 and not history:
+        history.append({"step": 0, **heldout_eval(policy, cfg, held)})
+        _append(metrics_path, history[-1])
+    bar = tqdm(range(state["step"], cfg.train_steps), initial=state["step"], total=cfg.train_steps,
+               desc="train", disable=not progress)
+    for step in bar:
+        t0 = time.perf_counter()
+        batch = task_stream(tasks, cfg.seed, state["cursor"], cfg.prompts_per_step)
+        groups, rstats = rollout_group(policy, batch, agents, detector, cfg.g_ind, cfg.g_asst, cfg.consult_budget,
+                                       cfg.rollout_temperature, 1.0, cfg.rollout_max_new_tokens, cfg.prompt_style,
+                                       cfg.reward_mode, generator=gen)
+        t1 = time.perf_counter()
+        seqs, zero_frac = assign_advantages(to_train_seqs(groups, policy.tokenizer, cfg.view, cfg.credit,
+                                                          cfg.prompt_style), cfg)
+        up = update(policy, opt, seqs, cfg)
+        t2 = time.perf_counter()
+        state["step"], state["cursor"] = step + 1, state["cursor"] + cfg.prompts_per_step
+        state["skipped_updates"] += up.pop("skipped")
+        m = {"step": step + 1, **rollout_metrics(groups), "zero_std_frac": zero_frac,
+             "groups_kept": len({s.group for s in seqs}), **up, "skipped_updates": state["skipped_updates"],
+             "rollout_s": t1 - t0, "update_s": t2 - t1, "step_time": t2 - t0,
+             "tokens_per_s": (rstats["policy_tokens"] + rstats["forced_tokens"]) / max(t1 - t0, 1e-9)}
+        last = step + 1 == cfg.train_steps
+        if last or (cfg.train_eval_every and (step + 1) % cfg.train_eval_every == 0):
+            m.update(heldout_eval(policy, cfg, held))
+        history.append(m)
+        _append(metrics_path, m)
+        bar.set_postfix(reward=f"{m['reward_mean']:.2f}", loss=f"{m['loss']:.3f}")
+        if cfg.log_completions_every and (step + 1) % cfg.log_completions_every == 0:
+            bar.write(f"step {step + 1}\n{_completions_table(groups)}")
+        if last or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0):
+            checkpoint.save(run, policy.model, opt, gen, state)
+    return history
+
+
+def _append(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m aipo_lite.trainer --profile demo --run-dir runs/x --overrides '{"train_steps": 4}'"""
+    import argparse
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--profile", default="demo")
+    ap.add_argument("--run-dir", required=True)
+    ap.add_argument("--overrides", default="{}", help="JSON dict of Config fields")
+    args = ap.parse_args(argv)
+    cfg = Config.from_profile(args.profile, run_dir=args.run_dir, **json.loads(args.overrides))
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    train(cfg, progress=False)
+
+
+if __name__ == "__main__":
+    main()

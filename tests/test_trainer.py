@@ -1,0 +1,122 @@
+"""The trainer on the real policy: on-policy log-probs, non-finite skips, exact resume after SIGKILL."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from aipo_lite.config import Config, ConfigError
+from aipo_lite.engine import Prov
+from aipo_lite.policy import load_policy
+from aipo_lite.rollout import agents_from_config, detector_from_config, rollout_group
+from aipo_lite.tasks import load_tasks
+from aipo_lite.trainer import assign_advantages, sequence_logprobs, update
+from aipo_lite.views import to_train_seqs
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def lora_policy():
+    cfg = Config.from_profile("smoke", lora_r=4, rollout_max_new_tokens=20, g_ind=2, g_asst=2)
+    policy = load_policy(cfg)
+    torch.manual_seed(0)
+    with torch.no_grad():  # a non-trivial adapter, so merged sampler != base model
+        for name, p in policy.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    policy.mark_updated()
+    return policy
+
+
+def _batch(policy, view="interactive"):
+    cfg = policy.config
+    tasks = load_tasks("synth", "test", ["add3", "units"], 1)
+    groups, _ = rollout_group(policy, tasks, agents_from_config(cfg), detector_from_config(cfg), 2, 2,
+                              max_new_tokens=20, generator=torch.Generator().manual_seed(1))
+    return to_train_seqs(groups, policy.tokenizer, view=view)
+
+
+@pytest.mark.slow
+def test_sampling_from_merged_copy_is_on_policy(lora_policy):
+    """The log-probs the merged sampler recorded equal the trainer's (unmerged LoRA) recompute."""
+    seqs = _batch(lora_policy)
+    assert any(k == Prov.AGENT for s in seqs for k in s.kind)  # feedback tokens are checked too
+    with torch.no_grad():
+        logp = sequence_logprobs(lora_policy.model, seqs, 1.0, lora_policy.device)
+    for b, s in enumerate(seqs):
+        got = logp[b, :len(s.ids)]
+        assert torch.allclose(got, torch.tensor(s.old_logp), atol=2e-3), (got, s.old_logp)
+
+
+@pytest.mark.slow
+def test_update_changes_lora_and_skips_non_finite(lora_policy):
+    cfg = lora_policy.config
+    seqs = _batch(lora_policy, view="internalized")
+    for s in seqs:  # every sequence gets some advantage
+        s.meta["reward"] = float(s.group == 0 and s.assisted)
+    seqs, _ = assign_advantages(seqs, cfg)
+    params = {n: p.detach().clone() for n, p in lora_policy.model.named_parameters() if p.requires_grad}
+    opt = torch.optim.AdamW([p for p in lora_policy.model.parameters() if p.requires_grad], lr=1e-3)
+    bad = [type(s)(**{**s.__dict__, "advantage": float("nan")}) for s in seqs]
+    out = update(lora_policy, opt, bad, cfg)
+    assert out["skipped"] == 1
+    assert all(torch.equal(p, params[n]) for n, p in lora_policy.model.named_parameters() if p.requires_grad)
+    version = lora_policy.version
+    out = update(lora_policy, opt, seqs, cfg)
+    assert out["skipped"] == 0 and out["grad_norm"] > 0 and out["agent_tokens"] > 0
+    assert 0.5 <= out["agent_w_min"] <= out["agent_w_max"] <= 1.0  # aipo weight in [w_min, w_max]
+    assert lora_policy.version == version + 1  # the sampler will re-merge
+    assert any(not torch.equal(p, params[n]) for n, p in lora_policy.model.named_parameters() if p.requires_grad)
+
+
+def test_unknown_training_names_raise_listing_valid_ones():
+    for field, bad in [("algorithm", "ppo"), ("agent_weight", "magic"), ("view", "both"),
+                       ("credit", "some"), ("baseline", "none")]:
+        with pytest.raises(ConfigError, match=rf"^{field}='{bad}' is not valid; choose one of \["):
+            Config.from_profile("smoke", **{field: bad})
+
+
+TIMING = {"rollout_s", "update_s", "step_time", "tokens_per_s"}
+OVERRIDES = dict(train_steps=4, prompts_per_step=2, g_ind=2, g_asst=2, rollout_max_new_tokens=16,
+                 train_tiers=["add1d", "add3"], eval_tiers=["add1d"], train_eval_problems_per_tier=2,
+                 train_eval_n=2, train_eval_every=2, checkpoint_every=2, log_completions_every=0,
+                 lora_r=4, num_threads=2)
+
+
+def _trainer(run_dir):
+    cmd = [sys.executable, "-m", "aipo_lite.trainer", "--profile", "smoke", "--run-dir", str(run_dir),
+           "--overrides", json.dumps(OVERRIDES)]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _metrics(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING} for line in lines]
+
+
+@pytest.mark.slow
+def test_sigkill_after_checkpoint_then_resume_equals_uninterrupted(tmp_path):
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    p = _trainer(whole)
+    assert p.wait(timeout=900) == 0, p.stdout.read()[-3000:]
+    p = _trainer(broken)
+    pointer = broken / "checkpoints" / "latest"
+    deadline = time.time() + 900
+    while not (pointer.exists() and pointer.read_text().strip() == "step-000002"):
+        assert p.poll() is None and time.time() < deadline, p.stdout.read()[-3000:] if p.poll() is not None else "timeout"
+        time.sleep(0.2)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert len(_metrics(broken)) < len(_metrics(whole))  # it really was cut short
+    p = _trainer(broken)
+    out = p.communicate(timeout=900)[0]
+    assert p.returncode == 0, out[-3000:]
+    assert "resumed from" in out and "step-000002" in out
+    assert _metrics(broken) == _metrics(whole)
+    assert [m["step"] for m in _metrics(whole)] == [0, 1, 2, 3, 4]
