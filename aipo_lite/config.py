@@ -99,11 +99,15 @@ class Config:
     prompts_per_step: int = _f(4, "Training prompts per step (each gets g_ind + g_asst rollouts).")
     micro_batch_size: int = _f(16, "Sequences per forward/backward; all of a step's rollouts make one update (gradient accumulation).")
     train_eval_every: int = _f(5, "Agent-free evaluation on the held-out slice every N steps (and at the end); 0 = only at the end.")
-    train_eval_problems_per_tier: int = _f(8, "Held-out (test split) problems per eval tier for the evaluation during training.")
+    heldout_tiers: list = _f(["add3", "expr3"], "Held-out tiers (test split) of the evaluation during training and of notebook 05's boundary plot.")
+    train_eval_problems_per_tier: int = _f(8, "Held-out (test split) problems per held-out tier for the evaluation during training.")
     train_eval_n: int = _f(4, "Samples per problem in the evaluation during training.")
     checkpoint_every: int = _f(5, "Atomic checkpoint (LoRA safetensors, optimizer, RNG, step, data cursor) every N steps; 0 = only at the end.")
     resume: bool = _f(True, "Continue from run_dir/checkpoint when one exists.")
     log_completions_every: int = _f(5, "Print a table of sample completions every N steps; 0 = never.")
+    equal_wall_time: bool = _f(True, "Notebook 04: also continue the GRPO run until its training wall time equals AIPO's (assisted steps cost more).")
+    boundary_problems_per_tier: int = _f(20, "Notebook 05: held-out problems per tier for pass@k of base / GRPO / AIPO.")
+    boundary_n: int = _f(64, "Notebook 05: samples per problem; pass@k is reported for k = 1, 2, 4, ... <= boundary_n.")
 
     # --- evaluation (always agent-free) ----------------------------------------------
     eval_problems_per_tier: int = _f(60, "Test problems per tier to evaluate; 0 = all.")
@@ -129,7 +133,7 @@ class Config:
         _check(self.lora_alpha > 0, "lora_alpha", self.lora_alpha, "must be > 0")
         _check(0 <= self.lora_dropout < 1, "lora_dropout", self.lora_dropout, "must be in [0, 1)")
         _check(self.num_threads >= 0, "num_threads", self.num_threads, "must be >= 0")
-        for name in ("train_tiers", "eval_tiers", "probe_tiers"):
+        for name in ("train_tiers", "eval_tiers", "probe_tiers", "heldout_tiers"):
             if self.tasks == "synth":
                 bad = [t for t in getattr(self, name) if t not in TIERS]
                 _check(not bad, name, bad, f"unknown tier(s); the synth suite has {list(TIERS)}")
@@ -152,6 +156,8 @@ class Config:
         _check(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
         for name in ("train_steps", "prompts_per_step", "micro_batch_size", "train_eval_problems_per_tier", "train_eval_n"):
             _check(getattr(self, name) >= 1, name, getattr(self, name), "must be >= 1")
+        _check(self.boundary_problems_per_tier >= 1, "boundary_problems_per_tier", self.boundary_problems_per_tier, "must be >= 1")
+        _check(self.boundary_n >= 1, "boundary_n", self.boundary_n, "must be >= 1")
         for name in ("train_eval_every", "checkpoint_every", "log_completions_every"):
             _check(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
         _check(self.eval_problems_per_tier >= 0, "eval_problems_per_tier", self.eval_problems_per_tier, "must be >= 0")
@@ -210,8 +216,13 @@ def _check(ok: bool, name: str, value: Any, why: str) -> None:
 
 # Presets. `demo` is what `make demo` runs on a 2-core CPU; `smoke` is for tests.
 PROFILES: dict[str, dict] = {
-    "demo": dict(eval_problems_per_tier=20, eval_n=8, eval_ks=[1, 2, 4, 8], probe_problems_per_tier=8),
+    "demo": dict(eval_problems_per_tier=20, eval_n=8, eval_ks=[1, 2, 4, 8], probe_problems_per_tier=8,
+                 train_tiers=["add3", "expr3"], train_steps=12, prompts_per_step=4, rollout_max_new_tokens=48,
+                 train_eval_every=4, checkpoint_every=4, log_completions_every=4, boundary_problems_per_tier=10),
     "smoke": dict(eval_tiers=["add1d", "add3"], eval_problems_per_tier=2, eval_n=2, eval_ks=[1, 2],
                   eval_max_new_tokens=24, bootstrap_samples=50, probe_problems_per_tier=1, g_ind=2,
-                  g_asst=2, rollout_max_new_tokens=24),
+                  g_asst=2, rollout_max_new_tokens=24, train_tiers=["add1d", "add3"], heldout_tiers=["add3"],
+                  train_steps=2, prompts_per_step=1, train_eval_every=0, train_eval_problems_per_tier=1,
+                  train_eval_n=2, checkpoint_every=0, log_completions_every=1, boundary_problems_per_tier=1,
+                  boundary_n=4, lora_r=4, equal_wall_time=False),
 }

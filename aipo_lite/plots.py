@@ -94,3 +94,52 @@ def provenance_html(rollout, tokenizer) -> str:
             f"reward {rollout.reward:.0f}; consults: "
             + ", ".join(f"{c.trigger}→{c.agent} ({c.status})" for c in rollout.consults) + ")")
     return f'<div style="font-family:monospace;margin:6px 0">{head}<br>{"".join(spans)}</div>'
+
+
+def plot_weight_curves(w_min: float = 0.5, w_max: float = 1.0, gamma: float = 0.1, eps: float = 0.2):
+    """The five agent-token weights (d loss / d log pi per unit advantage) against the token's
+    probability under the policy; for `aipo` a one-token span (a span uses its geometric mean)."""
+    import torch
+
+    from . import objectives as obj
+    p = torch.logspace(-4, 0, 400, dtype=torch.float64)
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for mode in obj.WEIGHTS:
+        _, w = obj.agent_token_loss(p.log(), torch.arange(len(p)), torch.ones_like(p), mode, w_min, w_max,
+                                    gamma, eps, eps)
+        ax.plot(p, w, label=mode, lw=2 if mode == "aipo" else 1.2)
+    ax.axvspan(1e-4, 0.05, color="red", alpha=0.06)
+    ax.text(1.3e-4, 0.9, "policy cannot yet\nproduce the token", fontsize=7, va="top")
+    ax.set_xscale("log")
+    ax.set_xlabel("π_θ(agent token)")
+    ax.set_ylabel("weight w on A·∇log π")
+    ax.set_ylim(-0.03, 1.08)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_training_curves(histories: dict[str, list[dict]]):
+    """Reward, held-out agent-free pass@1 (by step and by wall time) and consult rate per run."""
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.0))
+    for name, hist in histories.items():
+        steps = [m for m in hist if "reward_mean" in m]
+        axes[0].plot([m["step"] for m in steps], [m["reward_mean"] for m in steps], label=name)
+        evals = [m for m in hist if "eval_pass1" in m]
+        axes[1].plot([m["step"] for m in evals], [m["eval_pass1"] for m in evals], marker="o", label=name)
+        clock, t = {0: 0.0}, 0.0
+        for m in steps:
+            t += m["step_time"]
+            clock[m["step"]] = t
+        axes[2].plot([clock[m["step"]] / 60 for m in evals], [m["eval_pass1"] for m in evals], marker="o", label=name)
+        axes[3].plot([m["step"] for m in steps], [m["consult_rate"] or 0.0 for m in steps], label=name)
+    for ax, (x, y) in zip(axes, [("step", "rollout reward (mean)"), ("step", "held-out pass@1 (agent-free)"),
+                                 ("wall time of steps (min)", "held-out pass@1 (agent-free)"),
+                                 ("step", "answered consults / assisted rollout")]):
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -84,7 +84,7 @@ def test_unknown_training_names_raise_listing_valid_ones():
 
 TIMING = {"rollout_s", "update_s", "step_time", "tokens_per_s"}
 OVERRIDES = dict(train_steps=4, prompts_per_step=2, g_ind=2, g_asst=2, rollout_max_new_tokens=16,
-                 train_tiers=["add1d", "add3"], eval_tiers=["add1d"], train_eval_problems_per_tier=2,
+                 train_tiers=["add1d", "add3"], heldout_tiers=["add1d"], train_eval_problems_per_tier=2,
                  train_eval_n=2, train_eval_every=2, checkpoint_every=2, log_completions_every=0,
                  lora_r=4, num_threads=2)
 

@@ -1,0 +1,106 @@
+"""The experiments notebooks 03-05 and benchmarks/ablation.py run: arms at equal budget,
+trained-policy loading, the agent-weight probe, and the capability-boundary comparison.
+
+Equal budget (METHODS.md §3, issue 4): every arm has the same seed, steps, prompts per step
+and rollouts per prompt. `grpo` is plain RLVR: all g_ind + g_asst rollouts independent, no
+agents. `aipo` is the config as given (g_ind independent + g_asst assisted).
+Runs resume from their checkpoints, so re-running a notebook does not retrain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from . import checkpoint
+from . import objectives as obj
+from .config import Config
+from .evaluation import EvalResult, evaluate, pass_at_k
+from .policy import load_policy
+from .trainer import sequence_logprobs, train
+
+
+def arm_config(cfg: Config, arm: str, root: str | Path, **overrides) -> Config:
+    """The config of one arm under `root`: 'grpo' (no agents) or 'aipo' (as configured)."""
+    if arm == "grpo":
+        overrides = {"g_ind": cfg.g_ind + cfg.g_asst, "g_asst": 0, **overrides}
+    return dataclasses.replace(cfg, run_dir=str(Path(root) / arm), **overrides)
+
+
+def extend_to_wall_time(cfg: Config, target_seconds: float, name: str, progress: bool = True) -> list[dict]:
+    """Continue a finished run (a copy of it, in `name`) until its summed step time reaches
+    `target_seconds`: the equal-wall-time arm. The step count is extrapolated from the
+    run's mean step time; resume makes the continuation exact."""
+    hist = read_metrics(cfg.run_dir)
+    per_step = sum(m["step_time"] for m in hist if "step_time" in m) / max(cfg.train_steps, 1)
+    steps = max(cfg.train_steps, round(target_seconds / per_step))
+    dst = Path(cfg.run_dir).parent / name
+    if not dst.exists():
+        shutil.copytree(cfg.run_dir, dst)
+    return train(dataclasses.replace(cfg, run_dir=str(dst), train_steps=steps), progress=progress)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+
+def wall_time(history: list[dict]) -> float:
+    return sum(m.get("step_time", 0.0) for m in history)
+
+
+def load_trained(cfg: Config, run_dir: str | Path | None = None):
+    """The policy with the adapter of run_dir's latest checkpoint (the base policy if run_dir is None)."""
+    policy = load_policy(cfg)
+    if run_dir is not None:
+        ckpt = checkpoint.latest(run_dir)
+        if ckpt is None:
+            raise FileNotFoundError(f"no checkpoint in {run_dir}: train it first (notebook 04)")
+        checkpoint.load_adapter(policy.model, ckpt)
+        policy.mark_updated()
+    return policy
+
+
+def boundary(policies: dict[str, object], tasks, cfg: Config) -> dict[str, EvalResult]:
+    """Agent-free pass@k of each policy on the same tasks with the same sampling settings."""
+    return {name: evaluate(p, tasks, cfg) for name, p in policies.items()}
+
+
+def solved_table(base: EvalResult, trained: EvalResult, k: int) -> dict[str, dict[str, int]]:
+    """Per tier: problems solved at k (pass@k > 0 from the samples) by base only / trained only / both / neither."""
+    out: dict[str, dict[str, int]] = {}
+    trained_by_id = {p["id"]: p for p in trained.problems}
+    for p in base.problems:
+        q = trained_by_id[p["id"]]
+        b, t = pass_at_k(p["n"], p["correct"], k) > 0, pass_at_k(q["n"], q["correct"], k) > 0
+        key = {(True, False): "base only", (False, True): "trained only", (True, True): "both"}.get((b, t), "neither")
+        for tier in (p["kind"], "all"):
+            out.setdefault(tier, {"base only": 0, "trained only": 0, "both": 0, "neither": 0})[key] += 1
+    return out
+
+
+def weight_probe(policy, seqs, cfg: Config) -> dict[str, dict]:
+    """For one batch of training sequences: each agent-weight mode's weights on the real agent
+    tokens and the LoRA gradient norm of the agent-token loss alone (advantage +1)."""
+    from .engine import Prov
+    dev = policy.device
+    kind = [torch.tensor(s.kind) == Prov.AGENT for s in seqs]
+    span = [torch.tensor(s.span) for s in seqs]
+    out = {}
+    for mode in obj.WEIGHTS:
+        policy.model.zero_grad(set_to_none=True)
+        logp = sequence_logprobs(policy.model, seqs, cfg.rollout_temperature, dev)
+        lp = torch.cat([logp[b, :len(s.ids)][kind[b].to(dev)] for b, s in enumerate(seqs)])
+        sp = torch.cat([span[b][kind[b]] + 1000 * b for b in range(len(seqs))]).to(dev)
+        loss, w = obj.agent_token_loss(lp, sp, torch.ones_like(lp), mode, cfg.agent_w_min, cfg.agent_w_max,
+                                       cfg.luffy_gamma, cfg.clip_eps_low,
+                                       obj.eps_high(cfg.algorithm, cfg.clip_eps_low, cfg.clip_eps_high))
+        loss.mean().backward()
+        norm = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in policy.model.parameters() if p.grad is not None))
+        out[mode] = {"prob": lp.detach().exp().cpu(), "w": w.cpu(), "grad_norm": float(norm)}
+    policy.model.zero_grad(set_to_none=True)
+    return out

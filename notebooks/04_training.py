@@ -1,0 +1,77 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# %% [markdown]
+# # 04 · Training: GRPO vs AIPO at equal budget
+#
+# Two LoRA runs from the same base with the same seed, steps, prompts per step and rollouts
+# per prompt: `grpo` (all rollouts independent, no agents) and `aipo` (g_ind independent +
+# g_asst assisted rollouts; agent tokens weighted by `agent_weight`, trained in the `view`,
+# `credit` and `baseline` of the config; METHODS.md §3). The training mix (`train_tiers`)
+# includes `expr3`, where the base model's pass@k is ≈ 0 and plain GRPO gets no gradient.
+# Held-out pass@1 is always agent-free (plain prompt, no tags, no detector). Assisted steps
+# cost more, so a third curve continues GRPO to AIPO's wall time (`equal_wall_time`).
+# Runs resume from their checkpoints: re-running this notebook does not retrain.
+
+# %% tags=["parameters"]
+profile = "demo"                  # preset in aipo_lite.config.PROFILES
+run_dir = "../runs/notebooks/04_training"
+overrides = {}                    # any aipo_lite.Config field, e.g. {"agent_weight": "sft", "train_steps": 20}
+
+# %%
+import gc
+import json
+
+from aipo_lite.config import Config
+from aipo_lite.experiments import arm_config, extend_to_wall_time, read_metrics, wall_time
+from aipo_lite.plots import plot_training_curves
+from aipo_lite.trainer import train
+
+cfg, out = Config.for_notebook(profile, run_dir, overrides)
+
+# %%
+histories = {}
+for arm in ("grpo", "aipo"):
+    print(f"=== {arm}")
+    histories[arm] = train(arm_config(cfg, arm, out))
+    gc.collect()
+if cfg.equal_wall_time:
+    print("=== grpo continued to AIPO's wall time")
+    histories["grpo_equal_time"] = extend_to_wall_time(arm_config(cfg, "grpo", out), wall_time(histories["aipo"]),
+                                                       "grpo_equal_time")
+
+# %%
+fig = plot_training_curves(histories)
+fig.savefig(out / "training_curves.png", dpi=120)
+
+# %% [markdown]
+# ## Held-out agent-free pass@1: start and end of each run
+
+# %%
+table = {}
+for arm, hist in histories.items():
+    evals = [m for m in hist if "eval_pass1" in m]
+    steps = [m for m in hist if "reward_mean" in m]
+    table[arm] = {"steps": steps[-1]["step"], "wall_s": round(wall_time(hist), 1),
+                  "mean_step_s": round(wall_time(hist) / len(steps), 1),
+                  "start": {k: v for k, v in evals[0].items() if k.startswith("eval_pass1")},
+                  "end": {k: v for k, v in evals[-1].items() if k.startswith("eval_pass1")},
+                  "zero_std_frac": sum(m["zero_std_frac"] for m in steps) / len(steps),
+                  "consult_rate": steps[-1]["consult_rate"]}
+tiers = [k for k in table["aipo"]["end"]]
+print(f"{'run':16s} {'steps':>5s} {'wall s':>8s} " + " ".join(f"{t.replace('eval_pass1', 'p@1'):>14s}" for t in tiers))
+for arm, row in table.items():
+    print(f"{arm:16s} {row['steps']:5d} {row['wall_s']:8.0f} "
+          + " ".join(f"{row['start'].get(t, float('nan')):6.3f}->{row['end'].get(t, float('nan')):6.3f}" for t in tiers))
+(out / "training.json").write_text(json.dumps(table, indent=1))

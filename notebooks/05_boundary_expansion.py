@@ -1,0 +1,82 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# %% [markdown]
+# # 05 · Boundary expansion: pass@k of base, GRPO and AIPO, k = 1 … 64
+#
+# The capability-boundary test (Yue et al. 2025; METHODS.md §5): unbiased pass@k from
+# `boundary_n` agent-free samples per held-out problem, on a log2 axis with 95% bootstrap
+# intervals, and the problem-level table at the largest k: solved by base only / trained only
+# / both / neither. RL without guidance tends to win at small k and lose at large k; the
+# claim to test is that AIPO lifts the large-k end too. The trained runs come from notebook
+# 04 (its folder next to this one); if they are missing they are trained here first.
+
+# %% tags=["parameters"]
+profile = "demo"                  # preset in aipo_lite.config.PROFILES
+run_dir = "../runs/notebooks/05_boundary_expansion"
+overrides = {}                    # any aipo_lite.Config field, e.g. {"boundary_n": 128}
+
+# %%
+import dataclasses
+import gc
+import json
+from pathlib import Path
+
+from aipo_lite.config import Config
+from aipo_lite.experiments import arm_config, boundary, load_trained, solved_table
+from aipo_lite.plots import plot_pass_at_k
+from aipo_lite.tasks import load_tasks
+from aipo_lite.trainer import train
+
+cfg, out = Config.for_notebook(profile, run_dir, overrides)
+sibling = Path(cfg.run_dir).parent / "04_training"
+root = sibling if (sibling / "aipo" / "checkpoints" / "latest").exists() else out
+print("trained runs from:", root)
+
+# %%
+ks = [2 ** i for i in range(7) if 2 ** i <= cfg.boundary_n]
+ecfg = dataclasses.replace(cfg, eval_n=cfg.boundary_n, eval_ks=ks)
+tasks = load_tasks(cfg.tasks, "test", tiers=cfg.heldout_tiers, limit_per_tier=cfg.boundary_problems_per_tier)
+results = {}
+for name in ("base", "grpo", "aipo"):
+    if name == "base":
+        policy = load_trained(cfg)
+    else:
+        arm = arm_config(cfg, name, root)
+        train(arm)  # no-op when notebook 04 already finished it (resumes from its last checkpoint)
+        policy = load_trained(arm, arm.run_dir)
+    results.update(boundary({name: policy}, tasks, ecfg))
+    del policy
+    gc.collect()
+    print(name, results[name].table_markdown(), sep="\n")
+
+# %%
+fig = plot_pass_at_k(results, title=f"agent-free pass@k, n={cfg.boundary_n} samples per problem")
+fig.savefig(out / "pass_at_k.png", dpi=120)
+
+# %% [markdown]
+# ## Problems solved at the largest k
+
+# %%
+k = ks[-1]
+solved = {name: solved_table(results["base"], results[name], k) for name in ("grpo", "aipo")}
+for name, rows in solved.items():
+    print(f"{name} vs base at k={k}:")
+    for tier, counts in rows.items():
+        print(f"  {tier:6s} " + "  ".join(f"{key}: {v}" for key, v in counts.items()))
+(out / "boundary.json").write_text(json.dumps({"ks": ks, "n": cfg.boundary_n,
+                                              "pass_at_k": {n: r.table for n, r in results.items()},
+                                              "solved_at_max_k": solved}, indent=1))
+for name, r in results.items():
+    r.save(out / f"eval_{name}.json")
