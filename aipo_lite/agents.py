@@ -4,11 +4,14 @@ One interface: `agent.respond(request) -> str | None` (None = nothing to add, e.
 found the proposed answer correct). A request carries the task with its privileged fields
 (reference answer, steps, facts), the policy's partial reasoning and its query.
 
-Backends (`make_agent(role, backend)`):
+Backends (`make_agent(role, backend, **kwargs)`):
 - `rule`: deterministic, reads the privileged fields, no LLM (tests, CPU demos). Replies are
   worded as a step the policy could write itself ("Next: 10 + 8 = 18."): METHODS.md notes
   those internalize more easily than meta-comments.
-- `hf` and `openai` (LLM agents) are not implemented yet.
+- `hf`: a local transformers model (optionally 4-bit NF4), shared by the three roles.
+- `openai`: any OpenAI-compatible chat server (vLLM, SGLang, llama.cpp's server).
+  The LLM backends live in llm_agents.py (imported on first use); they get the same
+  privileged context in their prompt and are asked for the same kind of one-line step.
 `Guarded` wraps any agent with bounded retries, a fallback agent and fault counting, so an
 empty, garbage or failed reply never crashes a rollout.
 """
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 from .tasks import Task, load_knowledge
 
 ROLES = ("verify", "knowledge", "reasoning")
-BACKENDS = ("rule",)
+BACKENDS = ("rule", "hf", "openai")
 EQUATION = re.compile(r"(?P<lhs>-?\d+(?:\s*[-+*x×]\s*-?\d+)+)\s*=\s*(?P<rhs>-?\d+)")
 
 
@@ -118,11 +121,16 @@ _RULE = {"verify": RuleVerify, "knowledge": RuleKnowledge, "reasoning": RuleReas
 
 
 def make_agent(role: str, backend: str = "rule", **kwargs):
+    """The `role` agent of `backend`; kwargs go to its constructor (for hf/openai: model,
+    timeout, max_new_tokens, and load_in_4bit/device/cache_dir or base_url/api_key)."""
     if role not in ROLES:
         raise ValueError(f"agent role {role!r} is not valid; choose one of {list(ROLES)}")
     if backend not in BACKENDS:
         raise ValueError(f"agent backend {backend!r} is not valid; choose one of {list(BACKENDS)}")
-    return _RULE[role](**kwargs)
+    if backend == "rule":
+        return _RULE[role](**kwargs)
+    from . import llm_agents  # lazy: the rule path needs neither transformers nor a server
+    return llm_agents.BACKENDS[backend](role, **kwargs)
 
 
 _TAG = re.compile(r"</?(feedback|verify|knowledge|reason)\b")  # a reply may not forge tags

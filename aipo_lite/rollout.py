@@ -69,8 +69,16 @@ class Rollout:
 
 
 def agents_from_config(cfg) -> dict[str, Guarded]:
-    """The three agents of cfg.agent_backend, each guarded (retries; rule fallback)."""
-    return {role: Guarded(make_agent(role, cfg.agent_backend), retries=cfg.agent_retries,
+    """The three agents of cfg.agent_backend, each guarded (retries; rule fallback). LLM
+    backends get the config's agent_* fields (hf: the model loads once, shared by the roles)."""
+    kwargs = {}
+    if cfg.agent_backend != "rule":
+        kwargs = dict(model=cfg.agent_model, timeout=cfg.agent_timeout, max_new_tokens=cfg.agent_max_new_tokens)
+    if cfg.agent_backend == "hf":
+        kwargs.update(load_in_4bit=cfg.agent_load_in_4bit, device=cfg.device, cache_dir=cfg.cache_dir)
+    elif cfg.agent_backend == "openai":
+        kwargs.update(base_url=cfg.agent_base_url)
+    return {role: Guarded(make_agent(role, cfg.agent_backend, **kwargs), retries=cfg.agent_retries,
                           fallback=make_agent(role, "rule") if cfg.agent_backend != "rule" else None)
             for role in ROLES}
 

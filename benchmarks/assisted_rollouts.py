@@ -1,6 +1,7 @@
-"""Independent vs assisted pass@1 with rule agents, consult counts, and rollout throughput.
+"""Independent vs assisted pass@1 with agents, consult counts, and rollout throughput.
 
     .venv/bin/python benchmarks/assisted_rollouts.py --tiers add3 expr3 --per-tier 16 --g 4
+    .venv/bin/python benchmarks/assisted_rollouts.py --backend openai --base-url http://127.0.0.1:8080/v1
 
 Three arms on the same problems, all at the same batch (problems x 2g rows):
   independent       agent-free prompt (as evaluation)
@@ -27,9 +28,12 @@ ap.add_argument("--tiers", nargs="+", default=["add3", "expr3"])
 ap.add_argument("--per-tier", type=int, default=16)
 ap.add_argument("--g", type=int, default=4, help="independent and assisted rollouts per problem")
 ap.add_argument("--budget", type=int, default=2)
+ap.add_argument("--backend", choices=["rule", "hf", "openai"], default="rule", help="agent backend")
+ap.add_argument("--base-url", default=None, help="openai backend: server base URL (default: Config's)")
 args = ap.parse_args()
 
-cfg = Config(lora_r=0, consult_budget=args.budget)
+cfg = Config(lora_r=0, consult_budget=args.budget, agent_backend=args.backend,
+             **({"agent_base_url": args.base_url} if args.base_url else {}))
 policy = load_policy(cfg)
 tok = policy.tokenizer
 tasks = load_tasks("synth", "test", tiers=args.tiers, limit_per_tier=args.per_tier)

@@ -1,6 +1,12 @@
-"""Shared fixtures. The real SmolLM2 policy is loaded once per session (slow tests)."""
+"""Shared fixtures. The real SmolLM2 policy is loaded once per session (slow tests); so is
+the OpenAI-compatible llama.cpp server (llama-cpp-python, a dev dependency) on SmolLM2's GGUF."""
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -34,3 +40,52 @@ def tiny_model_dir(tmp_path_factory):
     LlamaForCausalLM(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    """Base URL ('http://127.0.0.1:<port>/v1') of llama-cpp-python's OpenAI-compatible server
+    running the SmolLM2 GGUF (model name 'smollm2'); terminated at the end of the session."""
+    from aipo_lite.policy import smollm2_gguf_path
+
+    try:
+        import llama_cpp.server  # noqa: F401
+    except ImportError as e:
+        pytest.fail(f"the openai agent tests need llama-cpp-python[server] (a dev dependency; "
+                    f"`make venv` installs it): {e}")
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf_path()),
+           "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
+           "--n_ctx", "2048", "--n_threads", "1", "--n_threads_batch", "1"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llama.cpp server exited with code {proc.returncode}: {cmd}\n"
+                            f"...{log.read_text(errors='replace')[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/models", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"llama.cpp server did not answer {url}/models within 120 s: {cmd}\n"
+                                f"...{log.read_text(errors='replace')[-2000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
