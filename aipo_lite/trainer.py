@@ -228,7 +228,7 @@ def train(cfg: Config, policy=None, progress: bool = True) -> list[dict]:
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     tasks = load_tasks(cfg.tasks, "train", cfg.train_tiers, fields=cfg.task_fields)
-    held = load_tasks(cfg.tasks, "test", cfg.eval_tiers, cfg.train_eval_problems_per_tier, fields=cfg.task_fields)
+    held = load_tasks(cfg.tasks, "test", cfg.heldout_tiers, cfg.train_eval_problems_per_tier, fields=cfg.task_fields)
     agents, detector = agents_from_config(cfg), detector_from_config(cfg)
     opt = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad],
                             lr=cfg.learning_rate, weight_decay=cfg.weight_decay)

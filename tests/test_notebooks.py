@@ -68,3 +68,30 @@ def test_consultation_notebook_runs_headless_with_smoke_parameters(tmp_path):
     result = json.loads((tmp_path / "02_agent_consultation" / "consultation.json").read_text())
     assert set(result["pass_at_1"]) == {"add3", "expr3"}
     assert {"independent", "assisted", "assisted_prompt_no_agent"} <= set(result["pass_at_1"]["add3"])
+
+
+@pytest.mark.slow
+def test_weights_notebook_runs_headless_with_smoke_parameters(tmp_path):
+    summary = run_notebooks.run("smoke", tmp_path, only=["03"], log_output=False)
+    assert [n["status"] for n in summary["notebooks"]] == ["ok"], summary
+    result = json.loads((tmp_path / "03_importance_ratio_clipping" / "weights.json").read_text())
+    assert {"sft", "is", "is_clip", "luffy", "aipo"} <= set(result)
+    assert result["sft"]["w_min"] == result["sft"]["w_max"] == 1.0
+    assert 0.5 <= result["aipo"]["w_min"] <= result["aipo"]["w_max"] <= 1.0  # floored and capped
+    assert (tmp_path / "03_importance_ratio_clipping" / "weights_vs_prob.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_training_and_boundary_notebooks_run_headless_with_smoke_parameters(tmp_path):
+    summary = run_notebooks.run("smoke", tmp_path, only=["04", "05"], log_output=False)
+    assert [n["status"] for n in summary["notebooks"]] == ["ok", "ok"], summary
+    training = json.loads((tmp_path / "04_training" / "training.json").read_text())
+    assert set(training) == {"grpo", "aipo"} and all(row["steps"] == 2 for row in training.values())
+    for arm in ("grpo", "aipo"):  # fixed metric names, a checkpoint at the end
+        steps = [json.loads(line) for line in (tmp_path / "04_training" / arm / "metrics.jsonl").read_text().splitlines()]
+        assert [m["step"] for m in steps] == [0, 1, 2] and "eval_pass1" in steps[0] and "eval_pass1" in steps[-1]
+        assert (tmp_path / "04_training" / arm / "checkpoints" / "latest").read_text() == "step-000002"
+    assert steps[-1]["consult_rate"] is not None  # the aipo arm consulted agents
+    boundary = json.loads((tmp_path / "05_boundary_expansion" / "boundary.json").read_text())
+    assert boundary["ks"] == [1, 2, 4] and set(boundary["pass_at_k"]) == {"base", "grpo", "aipo"}
+    assert sum(boundary["solved_at_max_k"]["aipo"]["all"].values()) == 1  # 1 held-out problem in smoke
