@@ -1,0 +1,73 @@
+"""Which AIPO ingredient matters? Train one arm per cell at the same budget, compare agent-free
+held-out pass@1 (METHODS.md §3; issue 4's ablation table).
+
+    .venv/bin/python benchmarks/ablation.py --profile demo --out runs/ablation
+    .venv/bin/python benchmarks/ablation.py --profile demo --grid full --overrides '{"train_steps": 6}'
+
+Grids (every cell shares the seed, steps, prompts and rollouts per prompt of the profile):
+  oat   one-at-a-time from the AIPO defaults: each weight mode, credit=all, each baseline,
+        the prototype's naive form (w_min 0.1, credit all, mixed baseline), and plain GRPO
+  full  weight mode x credit x baseline (30 cells) plus GRPO
+Each cell is a resumable run under --out/<cell>; re-running skips finished cells. Prints a
+markdown table (start -> end held-out pass@1 per tier, wall time) and writes ablation.json.
+"""
+
+import argparse
+import dataclasses
+import itertools
+import json
+from pathlib import Path
+
+from aipo_lite import objectives as obj
+from aipo_lite.config import Config
+from aipo_lite.experiments import arm_config, wall_time
+from aipo_lite.trainer import train
+
+
+def cells(grid: str) -> dict[str, tuple[str, dict]]:
+    """name -> (arm, overrides)."""
+    out = {"grpo": ("grpo", {}), "aipo(default)": ("aipo", {})}
+    if grid == "oat":
+        out |= {f"weight={w}": ("aipo", {"agent_weight": w}) for w in obj.WEIGHTS if w != "aipo"}
+        out |= {"credit=all": ("aipo", {"credit": "all"})}
+        out |= {f"baseline={b}": ("aipo", {"baseline": b}) for b in obj.BASELINES if b != "independent"}
+        out |= {"naive(w_min=0.1,all,mixed)": ("aipo", {"agent_w_min": 0.1, "credit": "all", "baseline": "mixed"})}
+    else:
+        for w, c, b in itertools.product(obj.WEIGHTS, obj.CREDITS, obj.BASELINES):
+            out[f"{w}/{c}/{b}"] = ("aipo", {"agent_weight": w, "credit": c, "baseline": b})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="demo")
+    ap.add_argument("--out", default="runs/ablation")
+    ap.add_argument("--grid", choices=["oat", "full"], default="oat")
+    ap.add_argument("--overrides", default="{}", help="JSON dict of Config fields for every cell")
+    ap.add_argument("--only", nargs="*", help="run only these cell names")
+    args = ap.parse_args()
+    base = Config.from_profile(args.profile, **json.loads(args.overrides))
+    out = Path(args.out)
+    results = {}
+    for name, (arm, over) in cells(args.grid).items():
+        if args.only and name not in args.only:
+            continue
+        cfg = arm_config(base, arm, out, **over)
+        cfg = dataclasses.replace(cfg, run_dir=str(out / name.replace("/", "_")))
+        print(f"=== {name}", flush=True)
+        hist = train(cfg, progress=False)
+        evals = [m for m in hist if "eval_pass1" in m]
+        results[name] = {"start": {k: v for k, v in evals[0].items() if k.startswith("eval_pass1")},
+                         "end": {k: v for k, v in evals[-1].items() if k.startswith("eval_pass1")},
+                         "wall_s": round(wall_time(hist), 1), "overrides": over, "arm": arm}
+        (out / "ablation.json").write_text(json.dumps(results, indent=1))
+    tiers = sorted({k for r in results.values() for k in r["end"]})
+    print("\n| cell | " + " | ".join(t.replace("eval_pass1", "pass@1") for t in tiers) + " | wall s |")
+    print("|---|" + "---|" * (len(tiers) + 1))
+    for name, r in results.items():
+        print(f"| {name} | " + " | ".join(f"{r['start'].get(t, float('nan')):.3f} → {r['end'].get(t, float('nan')):.3f}"
+                                          for t in tiers) + f" | {r['wall_s']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
