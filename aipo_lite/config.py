@@ -78,6 +78,7 @@ class Config:
     detector_tau_rel: float = _f(0.5, "Margin (nats) over H_init the window mean must exceed.")
     probe_tiers: list = _f(["add3", "expr3"], "Tiers the interaction notebooks (01, 02) study: multi-step, where SmolLM2 stalls.")
     probe_problems_per_tier: int = _f(16, "Test problems per probe tier in notebooks 01 and 02.")
+    compare_backends: list = _f(["rule"], "Notebook 02: agent backends to compare (e.g. ['rule', 'hf', 'openai']; openai needs a server at agent_base_url).")
     verify_before_commit: bool = _f(True, "Consult Verify when the policy commits an answer (a correct one passes silently).")
 
     # --- training (METHODS.md §1 and §3) ---------------------------------------------
@@ -133,6 +134,10 @@ class Config:
         _check(self.lora_alpha > 0, "lora_alpha", self.lora_alpha, "must be > 0")
         _check(0 <= self.lora_dropout < 1, "lora_dropout", self.lora_dropout, "must be in [0, 1)")
         _check(self.num_threads >= 0, "num_threads", self.num_threads, "must be >= 0")
+        from .agents import BACKENDS
+        bad = [b for b in self.compare_backends if b not in BACKENDS]
+        _check(not bad and bool(self.compare_backends), "compare_backends", self.compare_backends,
+               f"must be a non-empty list of backends from {list(BACKENDS)}")
         for name in ("train_tiers", "eval_tiers", "probe_tiers", "heldout_tiers"):
             if self.tasks == "synth":
                 bad = [t for t in getattr(self, name) if t not in TIERS]

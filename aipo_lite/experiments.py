@@ -85,22 +85,31 @@ def solved_table(base: EvalResult, trained: EvalResult, k: int) -> dict[str, dic
 
 def weight_probe(policy, seqs, cfg: Config) -> dict[str, dict]:
     """For one batch of training sequences: each agent-weight mode's weights on the real agent
-    tokens and the LoRA gradient norm of the agent-token loss alone (advantage +1)."""
+    tokens and the LoRA gradient norm of the agent-token loss alone (advantage +1, mean over
+    agent tokens; micro-batches of cfg.micro_batch_size)."""
     from .engine import Prov
     dev = policy.device
-    kind = [torch.tensor(s.kind) == Prov.AGENT for s in seqs]
-    span = [torch.tensor(s.span) for s in seqs]
+    n_total = sum(k == Prov.AGENT for s in seqs for k in s.kind)
+    eps_hi = obj.eps_high(cfg.algorithm, cfg.clip_eps_low, cfg.clip_eps_high)
     out = {}
     for mode in obj.WEIGHTS:
         policy.model.zero_grad(set_to_none=True)
-        logp = sequence_logprobs(policy.model, seqs, cfg.rollout_temperature, dev)
-        lp = torch.cat([logp[b, :len(s.ids)][kind[b].to(dev)] for b, s in enumerate(seqs)])
-        sp = torch.cat([span[b][kind[b]] + 1000 * b for b in range(len(seqs))]).to(dev)
-        loss, w = obj.agent_token_loss(lp, sp, torch.ones_like(lp), mode, cfg.agent_w_min, cfg.agent_w_max,
-                                       cfg.luffy_gamma, cfg.clip_eps_low,
-                                       obj.eps_high(cfg.algorithm, cfg.clip_eps_low, cfg.clip_eps_high))
-        loss.mean().backward()
+        probs, ws = [], []
+        for i in range(0, len(seqs), cfg.micro_batch_size):
+            chunk = seqs[i:i + cfg.micro_batch_size]
+            logp = sequence_logprobs(policy.model, chunk, cfg.rollout_temperature, dev)
+            lp, sp = [], []
+            for b, s in enumerate(chunk):
+                agent = torch.tensor(s.kind, device=dev) == Prov.AGENT
+                lp.append(logp[b, :len(s.ids)][agent])
+                sp.append(torch.tensor(s.span, device=dev)[agent] + 1000 * (i + b))
+            lp, sp = torch.cat(lp), torch.cat(sp)
+            loss, w = obj.agent_token_loss(lp, sp, torch.ones_like(lp), mode, cfg.agent_w_min, cfg.agent_w_max,
+                                           cfg.luffy_gamma, cfg.clip_eps_low, eps_hi)
+            (loss.sum() / max(n_total, 1)).backward()
+            probs.append(lp.detach().exp().cpu())
+            ws.append(w.cpu())
         norm = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in policy.model.parameters() if p.grad is not None))
-        out[mode] = {"prob": lp.detach().exp().cpu(), "w": w.cpu(), "grad_norm": float(norm)}
+        out[mode] = {"prob": torch.cat(probs), "w": torch.cat(ws), "grad_norm": float(norm)}
     policy.model.zero_grad(set_to_none=True)
     return out

@@ -184,3 +184,20 @@ def _final_text(r: Rollout) -> str:
     if last is None:
         return r.text
     return r.text.split("</feedback>")[-1]
+
+
+def pass_at_1_table(groups: list[list[Rollout]], roles=ROLES) -> dict[str, dict[str, float | None]]:
+    """Per tier (and 'all'): independent and assisted pass@1 (mean reward), and the assisted
+    pass@1 of rollouts that consulted each role (None where there are none)."""
+    def rate(rs):
+        return sum(r.reward for r in rs) / len(rs) if rs else None
+    flat = [r for g in groups for r in g]
+    table = {}
+    for tier in [*dict.fromkeys(r.task.kind for r in flat), "all"]:
+        rs = [r for r in flat if tier in ("all", r.task.kind)]
+        table[tier] = {"independent": rate([r for r in rs if not r.assisted]),
+                       "assisted": rate([r for r in rs if r.assisted])}
+        for role in roles:
+            table[tier][f"consulted {role}"] = rate(
+                [r for r in rs if r.assisted and any(c.agent == role and c.reply for c in r.consults)])
+    return table

@@ -19,9 +19,9 @@ import torch
 from aipo_lite.config import Config
 from aipo_lite.policy import load_policy
 from aipo_lite.prompts import agent_free_prompt
-from aipo_lite.rollout import agents_from_config, detector_from_config, rollout_group
+from aipo_lite.rollout import agents_from_config, detector_from_config, pass_at_1_table, rollout_group
 from aipo_lite.sampling import sample
-from aipo_lite.tasks import by_tier, load_tasks
+from aipo_lite.tasks import load_tasks
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--tiers", nargs="+", default=["add3", "expr3"])
@@ -48,12 +48,8 @@ for budget in (args.budget, 0):
     tokens = stats["policy_tokens"] + stats["forced_tokens"]
     print(f"\n== consult_budget={budget}: {len(tasks) * 2 * args.g} rows, {tokens} tokens "
           f"({stats['forced_tokens']} forced) in {sec:.0f} s = {tokens / sec:.1f} tok/s")
-    for tier, ts in by_tier(tasks).items():
-        ids = {t.id for t in ts}
-        rs = [r for g in groups for r in g if r.task.id in ids]
-        ind = [r.reward for r in rs if not r.assisted]
-        asst = [r.reward for r in rs if r.assisted]
-        print(f"{tier:6s} independent pass@1 {sum(ind) / len(ind):.3f} | assisted pass@1 {sum(asst) / len(asst):.3f}")
+    for tier, row in pass_at_1_table(groups).items():
+        print(f"{tier:6s} " + " | ".join(f"{k} {v:.3f}" for k, v in row.items() if v is not None))
     print("consults (trigger, agent, status):", dict(Counter(
         (c.trigger, c.agent, c.status) for g in groups for r in g for c in r.consults)))
     print("faults:", {role: dict(a.faults) for role, a in agents.items()})
