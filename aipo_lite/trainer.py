@@ -113,13 +113,16 @@ def update(policy, opt, seqs: list[TrainSeq], cfg: Config) -> dict:
     n_tokens = sum(sum(s.in_loss) for s in live)
     out = {"loss": 0.0, "clip_frac_low": 0.0, "clip_frac_high": 0.0, "kl": 0.0, "grad_norm": 0.0,
            "agent_tokens": 0, "agent_w_mean": None, "agent_w_min": None, "agent_w_max": None, "skipped": 0}
+    # a sequence with advantage 0 adds nothing to loss or gradient (unless the KL term is on):
+    # it counts in the normalizers n_seqs / n_tokens but is not run through the model
+    work = live if cfg.kl_beta > 0 else [s for s in live if s.advantage != 0]
     opt.zero_grad(set_to_none=True)
-    if not live:
+    if not work:
         return out
     policy.model.train()
     total, pol, lo, hi, kl, ws = 0.0, 0, 0, 0, 0.0, []
-    for i in range(0, n_seqs, cfg.micro_batch_size):
-        loss, st = micro_batch_loss(policy, live[i:i + cfg.micro_batch_size], cfg, n_seqs, n_tokens)
+    for i in range(0, len(work), cfg.micro_batch_size):
+        loss, st = micro_batch_loss(policy, work[i:i + cfg.micro_batch_size], cfg, n_seqs, n_tokens)
         loss.backward()
         total += float(loss.detach())
         pol, lo, hi, kl = pol + st["pol_tokens"], lo + st["clip_low"], hi + st["clip_high"], kl + st["kl_sum"]
@@ -219,12 +222,17 @@ def train(cfg: Config, policy=None, progress: bool = True) -> list[dict]:
                                ("view", cfg.view, obj.VIEWS), ("credit", cfg.credit, obj.CREDITS),
                                ("baseline", cfg.baseline, obj.BASELINES)]:
         obj.check_choice(name, value, valid)
+    run = Path(cfg.run_dir)
+    metrics_path = run / "metrics.jsonl"
+    ckpt = checkpoint.latest(run) if cfg.resume else None
+    if ckpt is not None and json.loads((ckpt / "state.json").read_text())["step"] >= cfg.train_steps:
+        print(f"{run} is already trained to step {cfg.train_steps} ({ckpt.name}); nothing to do")
+        return [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     policy = policy or load_policy(cfg)
     if not policy.has_lora:
         raise ValueError("train() needs a LoRA policy: set lora_r > 0")
-    run = Path(cfg.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     tasks = load_tasks(cfg.tasks, "train", cfg.train_tiers, fields=cfg.task_fields)
@@ -233,9 +241,7 @@ def train(cfg: Config, policy=None, progress: bool = True) -> list[dict]:
     opt = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad],
                             lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     gen = torch.Generator(device=policy.device).manual_seed(cfg.seed)
-    metrics_path = run / "metrics.jsonl"
     state = {"step": 0, "cursor": 0, "skipped_updates": 0}
-    ckpt = checkpoint.latest(run) if cfg.resume else None
     if ckpt is not None:
         state = checkpoint.load(ckpt, policy.model, opt, gen)
         policy.mark_updated()

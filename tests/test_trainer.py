@@ -1,6 +1,7 @@
 """The trainer on the real policy: on-policy log-probs, non-finite skips, exact resume after SIGKILL."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -120,3 +121,33 @@ def test_sigkill_after_checkpoint_then_resume_equals_uninterrupted(tmp_path):
     assert "resumed from" in out and "step-000002" in out
     assert _metrics(broken) == _metrics(whole)
     assert [m["step"] for m in _metrics(whole)] == [0, 1, 2, 3, 4]
+
+
+def _tiny_seq(tok):
+    from aipo_lite.views import TrainSeq
+    prompt = tok.encode("What is 5 + 2 + 6?", add_special_tokens=False)
+    parts = [("5 + 2 = 7.\n", Prov.POLICY), ("<feedback>", Prov.TEMPLATE), ("Next: 7 + 6 = 13.", Prov.AGENT),
+             ("</feedback>\n", Prov.TEMPLATE), ("Answer: 13", Prov.POLICY)]
+    ids, kind = [], []
+    for text, k in parts:
+        t = tok.encode(text, add_special_tokens=False)
+        ids, kind = ids + t, kind + [k] * len(t)
+    span = [0 if k == Prov.AGENT else -1 for k in kind]
+    return TrainSeq(prompt, ids, kind, [-1.0] * len(ids), [True] * len(ids), span, advantage=1.0, assisted=True)
+
+
+@pytest.mark.parametrize("dtype,four_bit", [("float32", False), ("bfloat16", False), ("float32", True)])
+def test_update_on_tiny_model_in_each_precision_and_template_tokens_never_count(tiny_model_dir, dtype, four_bit):
+    from aipo_lite.trainer import micro_batch_loss
+    cfg = Config(model=tiny_model_dir, lora_r=4, dtype=dtype, load_in_4bit=four_bit, device="cpu")
+    policy = load_policy(cfg)
+    seq = _tiny_seq(policy.tokenizer)
+    loss, _ = micro_batch_loss(policy, [seq], cfg, 1, sum(seq.in_loss))
+    template_off = type(seq)(**{**seq.__dict__, "in_loss": [k != Prov.TEMPLATE for k in seq.kind]})
+    loss_off, _ = micro_batch_loss(policy, [template_off], cfg, 1, sum(seq.in_loss))
+    assert torch.equal(loss, loss_off)  # in_loss on a TEMPLATE token changes nothing
+    before = {n: p.detach().clone() for n, p in policy.model.named_parameters() if p.requires_grad}
+    opt = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=1e-2)
+    out = update(policy, opt, [seq], cfg)
+    assert out["skipped"] == 0 and math.isfinite(out["loss"]) and out["grad_norm"] > 0
+    assert any(not torch.equal(p, before[n]) for n, p in policy.model.named_parameters() if p.requires_grad)
