@@ -30,6 +30,8 @@ ap.add_argument("--g", type=int, default=4, help="independent and assisted rollo
 ap.add_argument("--budget", type=int, default=2)
 ap.add_argument("--backend", choices=["rule", "hf", "openai"], default="rule", help="agent backend")
 ap.add_argument("--base-url", default=None, help="openai backend: server base URL (default: Config's)")
+ap.add_argument("--skip-baselines", action="store_true",
+                help="only the assisted run (no consult_budget=0 run, no plain-sampling throughput run)")
 args = ap.parse_args()
 
 cfg = Config(lora_r=0, consult_budget=args.budget, agent_backend=args.backend,
@@ -39,7 +41,7 @@ tok = policy.tokenizer
 tasks = load_tasks("synth", "test", tiers=args.tiers, limit_per_tier=args.per_tier)
 agents, detector = agents_from_config(cfg), detector_from_config(cfg)
 
-for budget in (args.budget, 0):
+for budget in (args.budget,) if args.skip_baselines else (args.budget, 0):
     t0 = time.perf_counter()
     groups, stats = rollout_group(policy, tasks, agents, detector, g_ind=args.g, g_asst=args.g,
                                   consult_budget=budget, max_new_tokens=cfg.rollout_max_new_tokens,
@@ -54,6 +56,8 @@ for budget in (args.budget, 0):
         (c.trigger, c.agent, c.status) for g in groups for r in g for c in r.consults)))
     print("faults:", {role: dict(a.faults) for role, a in agents.items()})
 
+if args.skip_baselines:
+    raise SystemExit(0)
 t0 = time.perf_counter()
 prompts = [agent_free_prompt(tok, t.question) for t in tasks]
 _, st = sample(policy.sampler(), tok, prompts, n=2 * args.g, max_new_tokens=cfg.rollout_max_new_tokens,

@@ -14,7 +14,8 @@ import torch
 from aipo_lite.config import Config, ConfigError
 from aipo_lite.engine import Prov
 from aipo_lite.policy import load_policy
-from aipo_lite.rollout import agents_from_config, detector_from_config, rollout_group
+from aipo_lite.detector import Detector
+from aipo_lite.rollout import agents_from_config, rollout_group
 from aipo_lite.tasks import load_tasks
 from aipo_lite.trainer import assign_advantages, sequence_logprobs, update
 from aipo_lite.views import to_train_seqs
@@ -38,7 +39,8 @@ def lora_policy():
 def _batch(policy, view="interactive"):
     cfg = policy.config
     tasks = load_tasks("synth", "test", ["add3", "units"], 1)
-    groups, _ = rollout_group(policy, tasks, agents_from_config(cfg), detector_from_config(cfg), 2, 2,
+    eager = Detector(window=2, init_tokens=2, tau_abs=0.0, tau_rel=-100.0)  # consults early in every assisted row
+    groups, _ = rollout_group(policy, tasks, agents_from_config(cfg), eager, 2, 2,
                               max_new_tokens=20, generator=torch.Generator().manual_seed(1))
     return to_train_seqs(groups, policy.tokenizer, view=view)
 
