@@ -19,7 +19,7 @@ import torch
 from . import checkpoint
 from . import objectives as obj
 from .config import Config
-from .evaluation import EvalResult, evaluate, pass_at_k
+from .evaluation import EvalResult, pass_at_k
 from .policy import load_policy
 from .trainer import sequence_logprobs, train
 
@@ -63,11 +63,6 @@ def load_trained(cfg: Config, run_dir: str | Path | None = None):
         checkpoint.load_adapter(policy.model, ckpt)
         policy.mark_updated()
     return policy
-
-
-def boundary(policies: dict[str, object], tasks, cfg: Config) -> dict[str, EvalResult]:
-    """Agent-free pass@k of each policy on the same tasks with the same sampling settings."""
-    return {name: evaluate(p, tasks, cfg) for name, p in policies.items()}
 
 
 def solved_table(base: EvalResult, trained: EvalResult, k: int) -> dict[str, dict[str, int]]:

@@ -34,7 +34,8 @@ import json
 from pathlib import Path
 
 from aipo_lite.config import Config
-from aipo_lite.experiments import arm_config, boundary, load_trained, solved_table
+from aipo_lite.evaluation import evaluate
+from aipo_lite.experiments import arm_config, load_trained, solved_table
 from aipo_lite.plots import plot_pass_at_k
 from aipo_lite.tasks import load_tasks
 from aipo_lite.trainer import train
@@ -56,7 +57,7 @@ for name in ("base", "grpo", "aipo"):
         arm = arm_config(cfg, name, root)
         train(arm)  # no-op when notebook 04 already finished it (resumes from its last checkpoint)
         policy = load_trained(arm, arm.run_dir)
-    results.update(boundary({name: policy}, tasks, ecfg))
+    results[name] = evaluate(policy, tasks, ecfg)  # same tasks, same sampling settings and seed
     del policy
     gc.collect()
     print(name, results[name].table_markdown(), sep="\n")
