@@ -52,19 +52,28 @@ Hook = Callable[[Row], None]
 
 
 def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator):
-    """Sampled token, its log-prob and the entropy under the tempered distribution."""
+    """Sampled token, its log-prob and the entropy under the tempered distribution.
+
+    Sampling inverts the CDF with one uniform per row (cumsum + searchsorted): the same
+    distribution as torch.multinomial, ~20x cheaper on CPU over a 49k vocabulary."""
     if temperature == 0:
         logp = torch.log_softmax(logits.float(), -1)
         tok = logp.argmax(-1)
+        probs = logp.exp()
     else:
         logp = torch.log_softmax(logits.float() / temperature, -1)
         probs = logp.exp()
+        weights = probs
         if top_p < 1.0:
             sorted_p, idx = probs.sort(-1, descending=True)
             keep = sorted_p.cumsum(-1) - sorted_p < top_p
-            probs = torch.zeros_like(probs).scatter(-1, idx, sorted_p * keep)
-        tok = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-    entropy = -(logp.exp() * logp).nan_to_num().sum(-1)
+            weights = torch.zeros_like(probs).scatter(-1, idx, sorted_p * keep)
+        cdf = weights.cumsum(-1)
+        u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]
+        tok = torch.searchsorted(cdf, u, right=True).clamp(max=cdf.shape[1] - 1).squeeze(-1)
+    entropy = -(probs * logp).sum(-1)
+    if entropy.isnan().any():  # -inf logits (0 * -inf): drop those terms
+        entropy = -(probs * logp).nan_to_num().sum(-1)
     return tok, logp, entropy
 
 
@@ -95,22 +104,21 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
     stats = {"steps": 0, "policy_tokens": 0, "forced_tokens": 0}
     if not live:
         return stats
-    # prefill: [shared prefix (cached once)][pad][rest of prompt]
+    # prefill: [pad][prefix of the row's group (cached once per group)][pad][rest of prompt]
     enc = [r.prompt_ids for r in live]
-    n_prefix = shared_prefix_length(enc) if share_prefix and len(enc) > 1 else 0
-    width = max(len(e) for e in enc)
+    groups = prefix_groups(enc) if share_prefix and len(enc) > 1 else [(list(range(len(enc))), 0)]
+    n_prefix = max(n for _, n in groups)
+    width = n_prefix + max(len(enc[b]) - n for rows_, n in groups for b in rows_)
     ids = torch.full((len(enc), width), tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(enc), width), dtype=torch.long)
-    for b, e in enumerate(enc):
-        pad = width - len(e)
-        ids[b, :n_prefix], mask[b, :n_prefix] = torch.tensor(e[:n_prefix]), 1
-        ids[b, n_prefix + pad:], mask[b, n_prefix + pad:] = torch.tensor(e[n_prefix:]), 1
+    for rows_, n in groups:
+        for b in rows_:
+            e = enc[b]
+            ids[b, n_prefix - n:n_prefix], mask[b, n_prefix - n:n_prefix] = torch.tensor(e[:n]), 1
+            ids[b, width - len(e) + n:], mask[b, width - len(e) + n:] = torch.tensor(e[n:]), 1
     ids, mask = ids.to(device), mask.to(device)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = None
-    if n_prefix:
-        cache = model(ids[:1, :n_prefix], use_cache=True, logits_to_keep=1).past_key_values
-        cache.batch_repeat_interleave(len(enc))
+    cache = _prefix_cache(model, ids, groups, n_prefix) if n_prefix else None
     out = model(input_ids=ids[:, n_prefix:], attention_mask=mask, position_ids=pos[:, n_prefix:],
                 past_key_values=cache, use_cache=True, logits_to_keep=1)  # not [rows, len, vocab]
     cache, logits = out.past_key_values, out.logits[:, -1]
@@ -170,6 +178,40 @@ def shared_prefix_length(encoded: list[list[int]]) -> int:
     for e in encoded[1:]:
         n = next((i for i in range(n) if e[i] != first[i]), n)
     return max(n, 0)
+
+
+def prefix_groups(encoded: list[list[int]]) -> list[tuple[list[int], int]]:
+    """Rows grouped by the token after the batch's common prefix, each group with its own
+    common prefix length: plain and assisted prompts each get their system prompt and one-shot
+    example cached once, instead of only the system text they share."""
+    n = shared_prefix_length(encoded)
+    by_key: dict[tuple, list[int]] = {}
+    for b, e in enumerate(encoded):
+        by_key.setdefault(tuple(e[:n + 1]), []).append(b)
+    return [(rows, shared_prefix_length([encoded[b] for b in rows]) if len(rows) > 1 else 0)
+            for rows in by_key.values()]
+
+
+def _prefix_cache(model, ids: torch.Tensor, groups, n_prefix: int):
+    """KV cache of the prefix region [rows, heads, n_prefix, dim]: each group's prefix is run
+    once (batch 1) and copied to its rows, right-aligned; the left padding is masked out."""
+    from transformers import DynamicCache
+    keys = values = None
+    for rows_, n in groups:
+        if not n:
+            continue
+        pkv = model(ids[rows_[:1], n_prefix - n:n_prefix], use_cache=True, logits_to_keep=1).past_key_values
+        if keys is None:
+            def empty(t):
+                return t.new_zeros((ids.shape[0], t.shape[1], n_prefix, t.shape[-1]))
+            keys, values = [empty(l.keys) for l in pkv.layers], [empty(l.values) for l in pkv.layers]
+        for i, layer in enumerate(pkv.layers):
+            keys[i][rows_, :, n_prefix - n:] = layer.keys
+            values[i][rows_, :, n_prefix - n:] = layer.values
+    cache = DynamicCache()
+    for i, (k, v) in enumerate(zip(keys, values)):
+        cache.update(k, v, i)
+    return cache
 
 
 _LINE_ENDERS: dict[int, torch.Tensor] = {}

@@ -8,6 +8,7 @@ from aipo_lite.config import Config
 from aipo_lite.engine import Prov, Row
 from aipo_lite.policy import load_policy
 from aipo_lite.prompts import agent_free_prompt
+from aipo_lite.rollout import assisted_prompt
 from aipo_lite.tasks import load_tasks
 
 
@@ -15,7 +16,10 @@ from aipo_lite.tasks import load_tasks
 def test_greedy_decoding_matches_transformers_generate(real_policy):
     tok, model = real_policy.tokenizer, real_policy.sampler()
     tasks = load_tasks("synth", "test", tiers=["add3", "units"], limit_per_tier=3)
+    # plain and assisted prompts in one batch: two prefix groups, each cached once
     prompts = [tok.encode(agent_free_prompt(tok, t.question), add_special_tokens=False) for t in tasks]
+    prompts += [tok.encode(assisted_prompt(tok, t.question), add_special_tokens=False) for t in tasks[:2]]
+    assert len(engine.prefix_groups(prompts)) == 2
     rows = [Row(p, 20) for p in prompts]
     engine.run(model, tok, rows, temperature=0)
     for p, row in zip(prompts, rows):  # one at a time: no padding, no shared prefix
@@ -50,3 +54,16 @@ def test_forced_tokens_provenance_and_logprobs(tiny_model_dir):
     expected = torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(r.ids)[:, None])[:, 0]
     torch.testing.assert_close(torch.tensor(r.logprobs), expected, rtol=1e-4, atol=1e-4)
     assert all(e >= 0 for e in r.entropies)
+
+
+def test_sampling_follows_the_distribution_and_top_p():
+    probs = torch.tensor([0.5, 0.0, 0.3, 0.15, 0.05])
+    logits = probs.log().repeat(40000, 1)
+    tok, logp, ent = engine._sample(logits, 1.0, 1.0, torch.Generator().manual_seed(0))
+    freq = torch.bincount(tok, minlength=5) / len(tok)
+    torch.testing.assert_close(freq, probs, atol=0.01, rtol=0)
+    assert freq[1] == 0  # a zero-probability token is never drawn
+    expected_entropy = -(probs[probs > 0] * probs[probs > 0].log()).sum()
+    torch.testing.assert_close(ent, expected_entropy.expand(len(ent)))  # -inf logit handled
+    tok, _, _ = engine._sample(logits, 1.0, 0.7, torch.Generator().manual_seed(0))
+    assert set(tok.tolist()) == {0, 2}  # nucleus 0.7: the two most likely tokens
