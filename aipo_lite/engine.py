@@ -180,16 +180,23 @@ def shared_prefix_length(encoded: list[list[int]]) -> int:
     return max(n, 0)
 
 
-def prefix_groups(encoded: list[list[int]]) -> list[tuple[list[int], int]]:
-    """Rows grouped by the token after the batch's common prefix, each group with its own
-    common prefix length: plain and assisted prompts each get their system prompt and one-shot
-    example cached once, instead of only the system text they share."""
+def prefix_groups(encoded: list[list[int]], min_gain: int = 8) -> list[tuple[list[int], int]]:
+    """(rows, cached prefix length) groups. Rows are grouped by the token after the batch's
+    common prefix; a group whose own common prefix is >= min_gain tokens longer gets it cached
+    once (plain and assisted prompts: each kind's system prompt and one-shot example), the
+    other rows share the batch's common prefix (one group, one prefix forward)."""
     n = shared_prefix_length(encoded)
     by_key: dict[tuple, list[int]] = {}
     for b, e in enumerate(encoded):
         by_key.setdefault(tuple(e[:n + 1]), []).append(b)
-    return [(rows, shared_prefix_length([encoded[b] for b in rows]) if len(rows) > 1 else 0)
-            for rows in by_key.values()]
+    groups, rest = [], []
+    for rows in by_key.values():
+        m = shared_prefix_length([encoded[b] for b in rows]) if len(rows) > 1 else 0
+        if m - n >= min_gain:
+            groups.append((rows, m))
+        else:
+            rest += rows
+    return groups + ([(sorted(rest), n)] if rest else [])
 
 
 def _prefix_cache(model, ids: torch.Tensor, groups, n_prefix: int):

@@ -19,9 +19,10 @@ import torch
 from . import checkpoint
 from . import objectives as obj
 from .config import Config
+from .engine import Prov
 from .evaluation import EvalResult, pass_at_k
 from .policy import load_policy
-from .trainer import sequence_logprobs, train
+from .trainer import agent_tokens, sequence_logprobs, train
 
 
 def arm_config(cfg: Config, arm: str, root: str | Path, **overrides) -> Config:
@@ -82,7 +83,6 @@ def weight_probe(policy, seqs, cfg: Config) -> dict[str, dict]:
     """For one batch of training sequences: each agent-weight mode's weights on the real agent
     tokens and the LoRA gradient norm of the agent-token loss alone (advantage +1, mean over
     agent tokens; micro-batches of cfg.micro_batch_size)."""
-    from .engine import Prov
     dev = policy.device
     n_total = sum(k == Prov.AGENT for s in seqs for k in s.kind)
     eps_hi = obj.eps_high(cfg.algorithm, cfg.clip_eps_low, cfg.clip_eps_high)
@@ -93,12 +93,8 @@ def weight_probe(policy, seqs, cfg: Config) -> dict[str, dict]:
         for i in range(0, len(seqs), cfg.micro_batch_size):
             chunk = seqs[i:i + cfg.micro_batch_size]
             logp = sequence_logprobs(policy.model, chunk, cfg.rollout_temperature, dev)
-            lp, sp = [], []
-            for b, s in enumerate(chunk):
-                agent = torch.tensor(s.kind, device=dev) == Prov.AGENT
-                lp.append(logp[b, :len(s.ids)][agent])
-                sp.append(torch.tensor(s.span, device=dev)[agent] + 1000 * (i + b))
-            lp, sp = torch.cat(lp), torch.cat(sp)
+            agent, span = agent_tokens(chunk, dev)
+            lp, sp = logp[agent], span[agent]
             loss, w = obj.agent_token_loss(lp, sp, torch.ones_like(lp), mode, cfg.agent_w_min, cfg.agent_w_max,
                                            cfg.luffy_gamma, cfg.clip_eps_low, eps_hi)
             (loss.sum() / max(n_total, 1)).backward()

@@ -52,7 +52,7 @@ def plot_entropy_traces(traces: list[dict], threshold_note: str = "", max_traces
         ax.set_title(tr.get("title", ""), fontsize=8, loc="left")
         ax.set_ylabel("H (nats)", fontsize=8)
     axes[-1, 0].set_xlabel("generated token")
-    handles, labels = {}, {}
+    handles = {}
     for ax in axes[:, 0]:
         for h, l in zip(*ax.get_legend_handles_labels()):
             handles[l] = h

@@ -70,6 +70,14 @@ def _pad(rows: list[list], fill, dtype, device) -> torch.Tensor:
     return torch.tensor([list(r) + [fill] * (C - len(r)) for r in rows], dtype=dtype, device=device)
 
 
+def agent_tokens(seqs: list[TrainSeq], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask of the AGENT tokens of a padded micro-batch [rows, len] (always in the loss, views.py)
+    and their consult-span ids, made unique across rows (a span is one agent reply)."""
+    agent = _pad([s.kind for s in seqs], Prov.TEMPLATE, torch.long, device) == Prov.AGENT
+    span = _pad([s.span for s in seqs], -1, torch.long, device)
+    return agent, span + 1000 * torch.arange(len(seqs), device=device)[:, None]
+
+
 def micro_batch_loss(policy, seqs: list[TrainSeq], cfg: Config, n_seqs: int, n_tokens: int) -> tuple[torch.Tensor, dict]:
     """This micro-batch's share of the step loss (objectives.aggregate) and its statistics."""
     dev = policy.device
@@ -79,7 +87,8 @@ def micro_batch_loss(policy, seqs: list[TrainSeq], cfg: Config, n_seqs: int, n_t
     old = _pad([s.old_logp for s in seqs], math.nan, torch.float32, dev)
     adv = torch.tensor([s.advantage for s in seqs], dtype=torch.float32, device=dev)[:, None].expand_as(logp)
     pol = in_loss & (kind == Prov.POLICY) & ~old.isnan()
-    agent = in_loss & (kind == Prov.AGENT)
+    agent, span = agent_tokens(seqs, dev)
+    agent &= in_loss
     mask = pol | agent
     eps_hi = obj.eps_high(cfg.algorithm, cfg.clip_eps_low, cfg.clip_eps_high)
     loss_t = torch.zeros_like(logp)
@@ -89,8 +98,6 @@ def micro_batch_loss(policy, seqs: list[TrainSeq], cfg: Config, n_seqs: int, n_t
         loss_t = loss_t.index_put((pol.nonzero(as_tuple=True)), lp)
         st["clip_low"], st["clip_high"] = int(lo.sum()), int(hi.sum())
     if agent.any():
-        span = _pad([s.span for s in seqs], -1, torch.long, dev)
-        span = span + 1000 * torch.arange(len(seqs), device=dev)[:, None]  # unique across sequences
         la, w = obj.agent_token_loss(logp[agent], span[agent], adv[agent], cfg.agent_weight, cfg.agent_w_min,
                                      cfg.agent_w_max, cfg.luffy_gamma, cfg.clip_eps_low, eps_hi)
         loss_t = loss_t.index_put((agent.nonzero(as_tuple=True)), la)

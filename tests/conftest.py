@@ -1,7 +1,6 @@
 """Shared fixtures. The real SmolLM2 policy is loaded once per session (slow tests); so is
 the OpenAI-compatible llama.cpp server (llama-cpp-python, a dev dependency) on SmolLM2's GGUF."""
 
-import os
 import socket
 import subprocess
 import sys

@@ -67,3 +67,11 @@ def test_sampling_follows_the_distribution_and_top_p():
     torch.testing.assert_close(ent, expected_entropy.expand(len(ent)))  # -inf logit handled
     tok, _, _ = engine._sample(logits, 1.0, 0.7, torch.Generator().manual_seed(0))
     assert set(tok.tolist()) == {0, 2}  # nucleus 0.7: the two most likely tokens
+
+
+def test_prefix_groups_cache_each_prompt_kind_once():
+    plain, asst = [1, 2] + [5] * 20, [1, 3] + [6] * 30
+    groups = engine.prefix_groups([plain + [7], asst + [7], plain + [8], asst + [9]])
+    assert sorted(groups) == [([0, 2], len(plain)), ([1, 3], len(asst))]
+    # prompts that differ right after a common prefix (different questions): one shared group
+    assert engine.prefix_groups([[1, 2, 3, 4], [1, 2, 5, 6], [1, 2, 7, 8]]) == [([0, 1, 2], 2)]
