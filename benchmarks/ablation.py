@@ -6,7 +6,8 @@ held-out pass@1 (METHODS.md §3; issue 4's ablation table).
 
 Grids (every cell shares the seed, steps, prompts and rollouts per prompt of the profile):
   oat   one-at-a-time from the AIPO defaults: each weight mode, credit=all, each baseline,
-        the prototype's naive form (w_min 0.1, credit all, mixed baseline), and plain GRPO
+        the prototype's naive form (w_min 0.1, credit all, mixed baseline), plain GRPO, and
+        AIPO's independent rollouts alone (g_asst=0)
   full  weight mode x credit x baseline (30 cells) plus GRPO
 Each cell is a resumable run under --out/<cell>; re-running skips finished cells. Prints a
 markdown table (start -> end held-out pass@1 per tier, wall time) and writes ablation.json.
@@ -26,7 +27,9 @@ from aipo_lite.trainer import train
 
 def cells(grid: str) -> dict[str, tuple[str, dict]]:
     """name -> (arm, overrides)."""
-    out = {"grpo": ("grpo", {}), "aipo(default)": ("aipo", {})}
+    # g_asst=0: the AIPO arm's independent rollouts alone (GRPO on half the rollouts), the
+    # control that says whether the assisted half adds or removes signal
+    out = {"grpo": ("grpo", {}), "aipo(default)": ("aipo", {}), "aipo(g_asst=0)": ("aipo", {"g_asst": 0})}
     if grid == "oat":
         out |= {f"weight={w}": ("aipo", {"agent_weight": w}) for w in obj.WEIGHTS if w != "aipo"}
         out |= {"credit=all": ("aipo", {"credit": "all"})}
