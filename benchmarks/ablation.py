@@ -6,7 +6,8 @@ held-out pass@1 (METHODS.md §3; issue 4's ablation table).
 
 Grids (every cell shares the seed, steps, prompts and rollouts per prompt of the profile):
   oat   one-at-a-time from the AIPO defaults: each weight mode, credit=all, each baseline,
-        the prototype's naive form (w_min 0.1, credit all, mixed baseline), plain GRPO, and
+        the interactive view, consult budget 1, learning rate 5e-4, the prototype's naive form
+        (w_min 0.1, credit all, mixed baseline), plain GRPO, and
         AIPO's independent rollouts alone (g_asst=0)
   full  weight mode x credit x baseline (30 cells) plus GRPO
 Each cell is a resumable run under --out/<cell>; re-running skips finished cells. Prints a
@@ -34,6 +35,9 @@ def cells(grid: str) -> dict[str, tuple[str, dict]]:
         out |= {f"weight={w}": ("aipo", {"agent_weight": w}) for w in obj.WEIGHTS if w != "aipo"}
         out |= {"credit=all": ("aipo", {"credit": "all"})}
         out |= {f"baseline={b}": ("aipo", {"baseline": b}) for b in obj.BASELINES if b != "independent"}
+        out |= {"view=interactive": ("aipo", {"view": "interactive"}),
+                "consult_budget=1": ("aipo", {"consult_budget": 1}),
+                "learning_rate=5e-4": ("aipo", {"learning_rate": 5e-4})}
         out |= {"naive(w_min=0.1,all,mixed)": ("aipo", {"agent_w_min": 0.1, "credit": "all", "baseline": "mixed"})}
     else:
         for w, c, b in itertools.product(obj.WEIGHTS, obj.CREDITS, obj.BASELINES):
