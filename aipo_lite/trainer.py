@@ -71,8 +71,9 @@ def _pad(rows: list[list], fill, dtype, device) -> torch.Tensor:
 
 
 def agent_tokens(seqs: list[TrainSeq], device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mask of the AGENT tokens of a padded micro-batch [rows, len] (always in the loss, views.py)
-    and their consult-span ids, made unique across rows (a span is one agent reply)."""
+    """Mask of the AGENT tokens of a padded micro-batch [rows, len] and their consult-span ids,
+    made unique across rows (a span is one agent reply). The trainer intersects the mask with
+    the view's in_loss; the weight probe (experiments.py) takes every agent token."""
     agent = _pad([s.kind for s in seqs], Prov.TEMPLATE, torch.long, device) == Prov.AGENT
     span = _pad([s.span for s in seqs], -1, torch.long, device)
     return agent, span + 1000 * torch.arange(len(seqs), device=device)[:, None]
