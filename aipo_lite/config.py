@@ -30,6 +30,7 @@ def _f(default: Any, help: str, choices: tuple | None = None, **kw):
 
 
 TIERS = ("add1d", "add2d", "mul1x2", "add3", "expr3", "units")
+TIER_FIELDS = ("train_tiers", "eval_tiers", "probe_tiers", "heldout_tiers")
 
 
 @dataclass
@@ -51,9 +52,11 @@ class Config:
     num_threads: int = _f(0, "torch CPU threads; 0 keeps torch's default.")
 
     # --- tasks and reward ------------------------------------------------------------
-    tasks: str = _f("synth", "Built-in suite name ('synth') or a path to a JSONL file of tasks.")
+    tasks: str = _f("synth", "Built-in suite name ('synth'), a folder with train.jsonl and test.jsonl, a path with '{split}' in it, or one JSONL file (split by its rows' `split` field, else by task_test_fraction).")
     task_fields: dict = _f({}, "For user JSONL: map of our field -> your field, e.g. {'question': 'problem'}.")
-    train_tiers: list = _f(list(TIERS), "Tiers (task `kind`s) to train on; [] = all.")
+    task_test_fraction: float = _f(0.2, "One JSONL file without a `split` field: the fraction of tasks held out as the test split (chosen by a hash of the task id, so the same on every machine).")
+    task_split_seed: int = _f(0, "Seed of that hash split (kept apart from `seed`, so runs with different seeds share one held-out set).")
+    train_tiers: list = _f(list(TIERS), "Tiers (task `kind`s) to train on; [] = all. With your own tasks, a list of synth tier names only (the defaults, the profiles') means all kinds.")
     eval_tiers: list = _f(list(TIERS), "Tiers to evaluate on; [] = all.")
     prompt_style: str = _f("one_shot", "'one_shot' puts a worked example before the question (SmolLM2 ignores the answer format zero-shot).", ("one_shot", "zero_shot"))
     reward_mode: str = _f("strict", "'strict': only 'Answer: N' or \\boxed{N} count; 'lenient': else the last number in the completion.", ("strict", "lenient"))
@@ -90,6 +93,8 @@ class Config:
     view: str = _f("internalized", "How an assisted rollout is trained: 'internalized' (tags stripped, feedback becomes the policy's own text under the agent-free prompt) or 'interactive' (as it happened).", ("internalized", "interactive"))
     credit: str = _f("post_consult", "Which POLICY tokens of an assisted rollout enter the loss: 'post_consult' (only after the first consult) or 'all'.", ("post_consult", "all"))
     baseline: str = _f("independent", "Advantage baseline of assisted rollouts: 'independent' (mean of the independent subgroup), 'mixed' (whole group), 'split' (each subgroup its own).", ("independent", "mixed", "split"))
+    behaviour_logp: str = _f("trainer", "Denominator of the PPO ratio. 'trainer': the training model's own log-prob before the update (free: one optimizer step per rollout batch makes it the loss forward's detached value), with the sampler's deviation from it corrected by truncated importance sampling (tis_cap). 'sampler': the log-prob recorded while sampling (sampler/trainer numerics then enter the ratio and its clip).", ("trainer", "sampler"))
+    tis_cap: float = _f(2.0, "behaviour_logp='trainer': each POLICY token's loss is weighted by min(pi_trainer / pi_sampler, tis_cap) (truncated importance sampling, as TRL's vllm_importance_sampling_correction); 0 = no correction.")
     clip_eps_low: float = _f(0.2, "PPO clip: ratio floor 1 - clip_eps_low.")
     clip_eps_high: float = _f(0.0, "PPO clip: ratio cap 1 + clip_eps_high; 0 = algorithm default (0.28 for dapo, else clip_eps_low).")
     kl_beta: float = _f(0.0, "Weight of the k3 KL penalty to the frozen reference (LoRA disabled); 0 = off.")
@@ -138,10 +143,14 @@ class Config:
         bad = [b for b in self.compare_backends if b not in BACKENDS]
         _check(not bad and bool(self.compare_backends), "compare_backends", self.compare_backends,
                f"must be a non-empty list of backends from {list(BACKENDS)}")
-        for name in ("train_tiers", "eval_tiers", "probe_tiers", "heldout_tiers"):
+        for name in TIER_FIELDS:
             if self.tasks == "synth":
                 bad = [t for t in getattr(self, name) if t not in TIERS]
                 _check(not bad, name, bad, f"unknown tier(s); the synth suite has {list(TIERS)}")
+            elif all(t in TIERS for t in getattr(self, name)):  # synth names: all of the user's kinds
+                setattr(self, name, [])
+        _check(0 < self.task_test_fraction < 1, "task_test_fraction", self.task_test_fraction, "must be in (0, 1)")
+        _check(self.tis_cap >= 0, "tis_cap", self.tis_cap, "must be >= 0 (0 = no correction)")
         for name in ("g_ind", "g_asst", "consult_budget", "agent_retries", "probe_problems_per_tier"):
             _check(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
         _check(self.g_ind + self.g_asst >= 1, "g_asst", self.g_asst, "g_ind + g_asst must be >= 1")

@@ -77,6 +77,24 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator):
     return tok, logp, entropy
 
 
+def device_generator(generator: "torch.Generator | int | None", device) -> torch.Generator | None:
+    """The sampling generator on the model's `device` (a CUDA kernel cannot draw from a CPU
+    generator). An int seeds a new one; a generator already on `device` is used as is; one on
+    another device seeds a new one from its next draw (deterministic, and it advances the given
+    generator, so repeated calls differ); None = torch's global RNG."""
+    device = torch.device(device)
+    if generator is None:
+        return None
+    if isinstance(generator, int) and not isinstance(generator, bool):
+        return torch.Generator(device=device).manual_seed(generator)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator={generator!r} must be a torch.Generator, an int seed or None")
+    if generator.device.type == device.type:
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 def _record(r: Row, t: int, prov: int, logp: torch.Tensor, entropy: torch.Tensor) -> None:
     r.ids.append(t)
     r.prov.append(prov)
@@ -87,7 +105,7 @@ def _record(r: Row, t: int, prov: int, logp: torch.Tensor, entropy: torch.Tensor
 @torch.no_grad()
 def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: float = 1.0,
         on_token: Hook | None = None, watch_ids: torch.Tensor | None = None,
-        generator: torch.Generator | None = None, share_prefix: bool = True) -> dict:
+        generator: torch.Generator | int | None = None, share_prefix: bool = True) -> dict:
     """Decode all rows to completion (in place). Returns step/token counts.
 
     on_token(row) is called after a row receives a token whose id is in `watch_ids` (default:
@@ -95,9 +113,11 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
     queue forced tokens or set row.finished. EOS ends a row (unless row.state['intercept_eos']
     and the hook, called with row.state['at_eos'] set, queues forced tokens: then the EOS is
     dropped and they are fed instead); so does reaching max_new_tokens sampled tokens (once
-    any queued forced tokens are in).
+    any queued forced tokens are in). `generator`: a torch.Generator on any device or an int
+    seed (see device_generator).
     """
     device = next(model.parameters()).device
+    generator = device_generator(generator, device)
     eos = tokenizer.eos_token_id
     watch = (watch_ids if watch_ids is not None else _watch_ids(tokenizer)).to(device)
     live = [r for r in rows if not r.finished]

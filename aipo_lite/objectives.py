@@ -141,6 +141,17 @@ def policy_token_loss(logp: Tensor, old_logp: Tensor, adv: Tensor, eps_low: floa
     return loss_t, clipped_low, clipped_high
 
 
+def tis_weight(trainer_logp: Tensor, sampler_logp: Tensor, cap: float) -> Tensor:
+    """Truncated importance weight min(pi_trainer / pi_sampler, cap), detached; cap 0 = ones.
+
+    Corrects for the sampler not being the trainer (a merged bf16 copy, another kernel, vLLM;
+    for internalized tokens also another prompt): Yao et al. 2025's TIS, TRL's
+    vllm_importance_sampling_correction (token_truncate), verl's rollout correction."""
+    if cap == 0:
+        return torch.ones_like(trainer_logp)
+    return torch.exp(trainer_logp.detach() - sampler_logp).clamp(max=cap)
+
+
 def span_geomean(logp: Tensor, span: Tensor) -> Tensor:
     """Per token: exp(mean log-prob of the token's span), detached. Span ids may be any longs."""
     ids, inv = torch.unique(span, return_inverse=True)

@@ -84,6 +84,12 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX in /proc/cpuinfo, unless oneDNN (torch's CPU matmul library) is capped
+    below them with ONEDNN_MAX_CPU_ISA (e.g. AVX512_CORE_VNNI): then bf16 is emulated, as on a
+    CPU without them, and that is how the suite is run as such a CPU would run it."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if cap and not any(k in cap for k in ("BF16", "AMX", "AVX10", "FP16", "ALL")):
+        return False
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -153,12 +159,21 @@ def _disable_cpu_inference_repack(model: torch.nn.Module) -> int:
     return n
 
 
+def keep_cudnn_attention_off() -> None:
+    """Switch cuDNN's scaled-dot-product-attention kernel off, process-wide (a torch flag; a no-op
+    without CUDA). On an H100 (torch 2.11, CUDA 13) it crashed in the first training step on the
+    kit's left-padded masks ("mha_graph.execute(...).is_good()"); with it off, torch picks the
+    memory-efficient or math kernel, which ran the same 30-step runs through."""
+    torch.backends.cuda.enable_cudnn_sdp(False)
+
+
 def load_policy(cfg: Config) -> Policy:
     """Load tokenizer and model per `cfg` (model, device, dtype, load_in_4bit, lora_*)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    keep_cudnn_attention_off()
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     path = resolve_model_path(cfg)

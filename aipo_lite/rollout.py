@@ -148,6 +148,7 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
 
     prefixes: task id -> token ids the rollouts of that task start from (a partial solution,
     for ARPO branching and RRL replay); they count as the policy's own tokens.
+    generator: a torch.Generator on any device, or an int seed (engine.device_generator).
     max_new_tokens bounds the policy's tokens; agent feedback comes on top.
     """
     tok = policy.tokenizer

@@ -43,14 +43,17 @@ class SamplingStats:
 def sample(model, tokenizer, prompts: list[str], n: int = 1, temperature: float = 1.0,
            top_p: float = 1.0, max_new_tokens: int = 64, batch_size: int = 64,
            seed: int | None = None, progress: bool = True, desc: str = "sampling",
-           stop_after_answer: bool = True) -> tuple[list[list[Completion]], SamplingStats]:
+           stop_after_answer: bool = True, generator: torch.Generator | None = None,
+           ) -> tuple[list[list[Completion]], SamplingStats]:
     """n completions per prompt (decoded without special tokens), plus throughput stats.
 
-    temperature 0 is greedy decoding. With `seed`, results are reproducible for the same
-    prompts, n and batch_size on the same device.
+    temperature 0 is greedy decoding. With `seed` (or a `generator` on any device, which then
+    takes precedence), results are reproducible for the same prompts, n and batch_size on
+    the same device.
     """
-    generator = torch.Generator(device=next(model.parameters()).device)
-    generator.manual_seed(seed if seed is not None else torch.seed())
+    device = next(model.parameters()).device
+    generator = engine.device_generator(generator if generator is not None else
+                                        (seed if seed is not None else torch.seed()), device)
     encoded = [tokenizer.encode(p, add_special_tokens=False) for p in prompts]
     order = sorted(((i, j) for i in range(len(prompts)) for j in range(n)),
                    key=lambda ij: (len(encoded[ij[0]]), ij[0]))

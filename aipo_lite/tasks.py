@@ -4,18 +4,27 @@ A task is a question with a checkable answer, plus privileged fields only agents
 `steps` (a reference solution) and `facts` (what the solution needs to know).
 
     tasks = load_tasks("synth", split="test", tiers=["add3", "expr3"])
-    tasks = load_tasks("gsm8k_test.jsonl")                      # GSM8K rows: "... #### 42"
-    tasks = load_tasks("mine.jsonl", fields={"question": "problem", "answer": "solution"})
+    tasks = load_tasks("gsm8k/", "train")            # a folder with train.jsonl and test.jsonl
+    tasks = load_tasks("gsm8k_{split}.jsonl", "test")   # one file per split
+    tasks = load_tasks("mine.jsonl", "test", fields={"question": "problem", "answer": "solution"})
+
+Training never sees held-out problems: every source has two disjoint splits. One JSONL file
+is split by its rows' `split` field ("train"/"test") when it has one, else by a seeded hash
+of each task id (`test_fraction` of the tasks are test; the same ones on every machine,
+whatever the row order). GSM8K rows (`"answer": "...#### 42"`) are recognised.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .rewards import score
 
 DATA_DIR = Path(os.environ.get("AIPO_LITE_DATA", Path(__file__).resolve().parent.parent / "data"))
 SUITES = {"synth": DATA_DIR / "synth"}
@@ -38,31 +47,30 @@ class Task:
 
 
 def load_tasks(source: str | os.PathLike = "synth", split: str = "test", tiers=None,
-               limit_per_tier: int = 0, fields: dict | None = None) -> list[Task]:
-    """Tasks from a built-in suite name or a JSONL path.
+               limit_per_tier: int = 0, fields: dict | None = None, test_fraction: float = 0.2,
+               split_seed: int = 0) -> list[Task]:
+    """Tasks of one split from a built-in suite name, a folder, a '{split}' path or a JSONL file.
 
-    split: 'train' or 'test' (built-in suites only; a path is read as is).
+    split: 'train' or 'test' (see the module doc for how a single file is split).
     tiers: keep only these `kind`s (None or [] = all); an unknown tier raises.
     limit_per_tier: keep the first N of each tier (0 = all), in file order.
     fields: map our field name -> the name in your file, e.g. {"question": "problem"}.
     """
-    if str(source) in SUITES:
-        if split not in SPLITS:
-            raise ValueError(f"split={split!r} is not valid; choose one of {list(SPLITS)}")
-        path = SUITES[str(source)] / f"{split}.jsonl"
-    else:
-        path = Path(source)
-        if not path.exists():
-            raise FileNotFoundError(f"tasks={str(source)!r} is neither a built-in suite "
-                                    f"({list(SUITES)}) nor an existing file")
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} is not valid; choose one of {list(SPLITS)}")
+    path, whole_file = _split_path(source, split)
     tasks = [_parse_row(path, i, line, fields or {})
              for i, line in enumerate(path.read_text().splitlines(), start=1) if line.strip()]
+    if not tasks:
+        raise TaskFormatError(f"{path}: no tasks (the file is empty)")
     _check_unique_ids(path, tasks)
+    if whole_file:
+        tasks = _one_split(path, tasks, split, fields or {}, test_fraction, split_seed)
     if tiers:
         known = sorted({t.kind for t in tasks})
         unknown = [t for t in tiers if t not in known]
         if unknown:
-            raise ValueError(f"tiers={unknown} not found in {path}; it has {known}")
+            raise ValueError(f"tiers={unknown} not found in {path} ({split}); it has {known}")
         tasks = [t for t in tasks if t.kind in set(tiers)]
     if limit_per_tier:
         counts: dict[str, int] = defaultdict(int)
@@ -73,6 +81,65 @@ def load_tasks(source: str | os.PathLike = "synth", split: str = "test", tiers=N
                 kept.append(t)
         tasks = kept
     return tasks
+
+
+def from_config(cfg, split: str, tiers=None, limit_per_tier: int = 0) -> list[Task]:
+    """load_tasks with the config's source, field mapping and split settings."""
+    return load_tasks(cfg.tasks, split, tiers, limit_per_tier, fields=cfg.task_fields,
+                      test_fraction=cfg.task_test_fraction, split_seed=cfg.task_split_seed)
+
+
+def _split_path(source, split: str) -> tuple[Path, bool]:
+    """(file to read, whether it holds both splits)."""
+    if str(source) in SUITES:
+        return SUITES[str(source)] / f"{split}.jsonl", False
+    if "{split}" in str(source):
+        path = Path(str(source).replace("{split}", split))
+        if not path.exists():
+            raise FileNotFoundError(f"tasks={str(source)!r}: the {split} file {str(path)!r} does not exist")
+        return path, False
+    path = Path(source)
+    if path.is_dir():
+        f = path / f"{split}.jsonl"
+        if not f.exists():
+            raise FileNotFoundError(f"tasks={str(source)!r} is a folder without {split}.jsonl "
+                                    "(a task folder holds train.jsonl and test.jsonl)")
+        return f, False
+    if not path.exists():
+        raise FileNotFoundError(f"tasks={str(source)!r} is neither a built-in suite "
+                                f"({list(SUITES)}) nor an existing file or folder")
+    return path, True
+
+
+def _one_split(path: Path, tasks: list[Task], split: str, fields: dict, test_fraction: float,
+               split_seed: int) -> list[Task]:
+    """This split's share of a file that holds both: by the `split` field, else a seeded hash."""
+    key = fields.get("split", "split")
+    marked = [key in t.meta for t in tasks]
+    if any(marked):
+        bad = next((t for t in tasks if t.meta.get(key, "train") not in SPLITS), None)
+        if bad is not None:
+            raise TaskFormatError(f"{path}: task {bad.id!r}: field {key!r} must be one of {list(SPLITS)}, "
+                                  f"got {bad.meta[key]!r}")
+        if not all(marked):
+            i = marked.index(False)
+            raise TaskFormatError(f"{path}: task {tasks[i].id!r} has no field {key!r} but others do "
+                                  "(give every row a split, or none)")
+        kept = [t for t in tasks if t.meta[key] == split]
+        how = f"by its {key!r} field"
+    else:
+        if not 0 < test_fraction < 1:
+            raise ValueError(f"task_test_fraction={test_fraction!r} must be in (0, 1)")
+        kept = [t for t in tasks if (_unit_hash(f"{split_seed}:{t.id}") < test_fraction) == (split == "test")]
+        how = f"by hashing task ids (test fraction {test_fraction}, seed {split_seed})"
+    if not kept:
+        raise TaskFormatError(f"{path}: split {split!r} is empty when the file is split {how}; "
+                              f"it has {len(tasks)} task(s)")
+    return kept
+
+
+def _unit_hash(text: str) -> float:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:15], 16) / 16**15
 
 
 def by_tier(tasks: list[Task]) -> dict[str, list[Task]]:
@@ -119,6 +186,9 @@ def _parse_row(path: Path, lineno: int, line: str, fields: dict) -> Task:
         answer = m["answer"].replace(",", "")
     if not answer:
         raise TaskFormatError(f"{where}: field {fields.get('answer', 'answer')!r} is empty")
+    if not score(f"Answer: {answer}", answer):  # a perfect completion must earn the reward
+        raise TaskFormatError(f"{where}: field {fields.get('answer', 'answer')!r} value {answer!r} cannot be "
+                              "scored: the reward reads a number (e.g. 42, -3.5, 3/4, \\frac{3}{4})")
     facts = get("facts", False, [])
     for name, value in (("steps", steps), ("facts", facts)):
         if not isinstance(value, list) or not all(isinstance(s, str) for s in value):

@@ -33,14 +33,15 @@ from .config import Config
 from .engine import Prov
 from .evaluation import evaluate
 from .rollout import agents_from_config, detector_from_config, rollout_group
-from .tasks import load_tasks
+from .tasks import from_config as tasks_from_config
 from .views import TrainSeq, to_train_seqs
 
 METRICS = ("step", "reward_mean", "reward_ind", "reward_asst", "zero_std_frac", "groups_kept",
            "clip_frac_low", "clip_frac_high", "entropy", "completion_len", "consult_rate",
            "consult_rate_verify", "consult_rate_knowledge", "consult_rate_reasoning",
            "consult_rate_tag", "consult_rate_entropy", "consult_rate_commit",
-           "agent_tokens", "agent_w_mean", "agent_w_min", "agent_w_max", "kl", "loss", "grad_norm",
+           "agent_tokens", "agent_w_mean", "agent_w_min", "agent_w_max", "kl", "sampler_logp_gap", "sampler_kl",
+           "tis_w_mean", "tis_capped_frac", "loss", "grad_norm",
            "skipped_updates", "rollout_s", "update_s", "step_time", "tokens_per_s")
 
 
@@ -80,7 +81,16 @@ def agent_tokens(seqs: list[TrainSeq], device) -> tuple[torch.Tensor, torch.Tens
 
 
 def micro_batch_loss(policy, seqs: list[TrainSeq], cfg: Config, n_seqs: int, n_tokens: int) -> tuple[torch.Tensor, dict]:
-    """This micro-batch's share of the step loss (objectives.aggregate) and its statistics."""
+    """This micro-batch's share of the step loss (objectives.aggregate) and its statistics.
+
+    POLICY tokens: with behaviour_logp='trainer' (default) the PPO ratio is pi_theta over the
+    training model's own pre-update log-prob (its value is 1: the kit makes one optimizer step
+    per rollout batch, so that log-prob is this forward's detached value, at no extra cost),
+    and each token's loss is weighted by min(pi_trainer / pi_sampler, tis_cap): the decoupled
+    PPO objective with truncated importance sampling, which stays correct when the sampler
+    (a merged bf16 copy, another prompt for internalized tokens) is not the trainer. With
+    'sampler' the ratio is pi_theta / pi_sampler, clipped. Either way the statistics measure
+    the sampler/trainer gap on tokens trained under the prompt they were sampled with."""
     dev = policy.device
     logp = sequence_logprobs(policy.model, seqs, cfg.rollout_temperature, dev)
     kind = _pad([s.kind for s in seqs], Prov.TEMPLATE, torch.long, dev)
@@ -88,14 +98,25 @@ def micro_batch_loss(policy, seqs: list[TrainSeq], cfg: Config, n_seqs: int, n_t
     old = _pad([s.old_logp for s in seqs], math.nan, torch.float32, dev)
     adv = torch.tensor([s.advantage for s in seqs], dtype=torch.float32, device=dev)[:, None].expand_as(logp)
     pol = in_loss & (kind == Prov.POLICY) & ~old.isnan()
+    same = pol & ~torch.tensor([s.rescored for s in seqs], device=dev)[:, None]
     agent, span = agent_tokens(seqs, dev)
     agent &= in_loss
     mask = pol | agent
     eps_hi = obj.eps_high(cfg.algorithm, cfg.clip_eps_low, cfg.clip_eps_high)
     loss_t = torch.zeros_like(logp)
-    st = {"pol_tokens": int(pol.sum()), "clip_low": 0, "clip_high": 0, "w": torch.empty(0), "kl_sum": 0.0}
+    gap = (logp.detach() - old)[same]
+    st = {"pol_tokens": int(pol.sum()), "clip_low": 0, "clip_high": 0, "w": torch.empty(0), "kl_sum": 0.0,
+          "gap_n": gap.numel(), "gap_abs_sum": float(gap.abs().sum()),
+          "gap_kl_sum": float(obj.kl_k3(old[same], logp.detach()[same]).sum()), "tis_sum": 0.0, "tis_capped": 0}
     if pol.any():
-        lp, lo, hi = obj.policy_token_loss(logp[pol], old[pol], adv[pol], cfg.clip_eps_low, eps_hi)
+        if cfg.behaviour_logp == "trainer":
+            w = obj.tis_weight(logp[pol], old[pol], cfg.tis_cap)
+            lp, lo, hi = obj.policy_token_loss(logp[pol], logp[pol].detach(), adv[pol], cfg.clip_eps_low, eps_hi)
+            lp = lp * w
+            st["tis_sum"], st["tis_capped"] = float(w.sum()), int((w >= cfg.tis_cap).sum()) if cfg.tis_cap else 0
+        else:
+            lp, lo, hi = obj.policy_token_loss(logp[pol], old[pol], adv[pol], cfg.clip_eps_low, eps_hi)
+            st["tis_sum"] = float(pol.sum())
         loss_t = loss_t.index_put((pol.nonzero(as_tuple=True)), lp)
         st["clip_low"], st["clip_high"] = int(lo.sum()), int(hi.sum())
     if agent.any():
@@ -120,7 +141,8 @@ def update(policy, opt, seqs: list[TrainSeq], cfg: Config) -> dict:
     n_seqs = len(live)
     n_tokens = sum(sum(s.in_loss) for s in live)
     out = {"loss": 0.0, "clip_frac_low": 0.0, "clip_frac_high": 0.0, "kl": 0.0, "grad_norm": 0.0,
-           "agent_tokens": 0, "agent_w_mean": None, "agent_w_min": None, "agent_w_max": None, "skipped": 0}
+           "agent_tokens": 0, "agent_w_mean": None, "agent_w_min": None, "agent_w_max": None,
+           "sampler_logp_gap": None, "sampler_kl": None, "tis_w_mean": None, "tis_capped_frac": None, "skipped": 0}
     # a sequence with advantage 0 adds nothing to loss or gradient (unless the KL term is on):
     # it counts in the normalizers n_seqs / n_tokens but is not run through the model
     work = live if cfg.kl_beta > 0 else [s for s in live if s.advantage != 0]
@@ -128,18 +150,22 @@ def update(policy, opt, seqs: list[TrainSeq], cfg: Config) -> dict:
     if not work:
         return out
     policy.model.train()
-    total, pol, lo, hi, kl, ws = 0.0, 0, 0, 0, 0.0, []
+    total, ws, acc = 0.0, [], {}
     for i in range(0, len(work), cfg.micro_batch_size):
         loss, st = micro_batch_loss(policy, work[i:i + cfg.micro_batch_size], cfg, n_seqs, n_tokens)
         loss.backward()
         total += float(loss.detach())
-        pol, lo, hi, kl = pol + st["pol_tokens"], lo + st["clip_low"], hi + st["clip_high"], kl + st["kl_sum"]
-        ws.append(st["w"])
+        ws.append(st.pop("w"))
+        acc = {k: acc.get(k, 0) + v for k, v in st.items()}
+    pol, lo, hi, kl, gap_n = acc["pol_tokens"], acc["clip_low"], acc["clip_high"], acc["kl_sum"], acc["gap_n"]
     policy.model.eval()
     norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
     w = torch.cat(ws)
     out.update(loss=total, grad_norm=float(norm), clip_frac_low=lo / max(pol, 1), clip_frac_high=hi / max(pol, 1),
-               kl=kl / max(n_tokens, 1), agent_tokens=len(w))
+               kl=kl / max(n_tokens, 1), agent_tokens=len(w), tis_w_mean=acc["tis_sum"] / max(pol, 1),
+               tis_capped_frac=acc["tis_capped"] / max(pol, 1),
+               sampler_logp_gap=acc["gap_abs_sum"] / gap_n if gap_n else None,
+               sampler_kl=acc["gap_kl_sum"] / gap_n if gap_n else None)
     if len(w):
         out.update(agent_w_mean=float(w.mean()), agent_w_min=float(w.min()), agent_w_max=float(w.max()))
     if math.isfinite(total) and math.isfinite(float(norm)):
@@ -243,8 +269,8 @@ def train(cfg: Config, policy=None, progress: bool = True) -> list[dict]:
         raise ValueError("train() needs a LoRA policy: set lora_r > 0")
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-    tasks = load_tasks(cfg.tasks, "train", cfg.train_tiers, fields=cfg.task_fields)
-    held = load_tasks(cfg.tasks, "test", cfg.heldout_tiers, cfg.train_eval_problems_per_tier, fields=cfg.task_fields)
+    tasks = tasks_from_config(cfg, "train", cfg.train_tiers)
+    held = tasks_from_config(cfg, "test", cfg.heldout_tiers, cfg.train_eval_problems_per_tier)
     agents, detector = agents_from_config(cfg), detector_from_config(cfg)
     opt = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad],
                             lr=cfg.learning_rate, weight_decay=cfg.weight_decay)

@@ -14,8 +14,10 @@ and for AGENT tokens the id of the agent span (one feedback reply = one span).
   * before each consult, text back to the start of the current line is dropped: a committed
     (premature) answer line, the policy's consult tag, or a half line where the detector fired;
   * a reply becomes the line `reply + "\n"`, re-tokenized, as one AGENT span;
-  * POLICY tokens keep their behaviour log-probs from the interactive context, so their
-    ratio is π_θ(·|internalized) / π_old(·|interactive), clipped like any ratio.
+  * POLICY tokens keep their behaviour log-probs from the interactive context, so the
+    importance weight of each is π(·|internalized) / π_sampler(·|interactive): truncated at
+    tis_cap (the default behaviour_logp='trainer'), or the PPO ratio clipped like any ratio
+    (behaviour_logp='sampler'); see trainer.micro_batch_loss.
 - `credit="post_consult"` (default): in an assisted rollout, POLICY tokens before the first
   answered consult are the policy's own failed attempt and stay out of the loss (they remain
   in context). `credit="all"` trains them too. An assisted rollout without an answered
@@ -47,6 +49,7 @@ class TrainSeq:
     span: list[int]            # agent span index within this sequence (-1 = not an agent token)
     advantage: float = 0.0
     assisted: bool = False
+    rescored: bool = False     # trained under another prompt than it was sampled with (internalized)
     group: int = 0
     meta: dict = field(default_factory=dict)
 
@@ -98,7 +101,7 @@ def internalized_seq(r: Rollout, tokenizer, prompt_style: str = "one_shot",
                               add_special_tokens=False)
     if not answered:  # no feedback in it: the policy's own attempt, re-scored under the plain prompt
         s = independent_seq(r)
-        return TrainSeq(prompt, s.ids, s.kind, s.old_logp, s.in_loss, s.span, assisted=True)
+        return TrainSeq(prompt, s.ids, s.kind, s.old_logp, s.in_loss, s.span, assisted=True, rescored=True)
     # split the generated tokens into policy segments around each feedback block
     ids, kind, old, in_loss, span = [], [], [], [], []
     start, n_span = 0, 0
@@ -119,7 +122,7 @@ def internalized_seq(r: Rollout, tokenizer, prompt_style: str = "one_shot",
         if r.prov[i] == Prov.POLICY:
             ids.append(r.ids[i]); kind.append(Prov.POLICY); old.append(r.logprobs[i])
             in_loss.append(not math.isnan(r.logprobs[i])); span.append(-1)
-    return TrainSeq(prompt, ids, kind, old, in_loss, span, assisted=True)
+    return TrainSeq(prompt, ids, kind, old, in_loss, span, assisted=True, rescored=True)
 
 
 def to_train_seqs(groups: list[list[Rollout]], tokenizer, view: str = "internalized",

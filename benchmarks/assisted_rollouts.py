@@ -14,8 +14,6 @@ import argparse
 import time
 from collections import Counter
 
-import torch
-
 from aipo_lite.config import Config
 from aipo_lite.policy import load_policy
 from aipo_lite.prompts import agent_free_prompt
@@ -45,7 +43,7 @@ for budget in (args.budget,) if args.skip_baselines else (args.budget, 0):
     t0 = time.perf_counter()
     groups, stats = rollout_group(policy, tasks, agents, detector, g_ind=args.g, g_asst=args.g,
                                   consult_budget=budget, max_new_tokens=cfg.rollout_max_new_tokens,
-                                  generator=torch.Generator().manual_seed(cfg.seed))
+                                  generator=cfg.seed)
     sec = time.perf_counter() - t0
     tokens = stats["policy_tokens"] + stats["forced_tokens"]
     print(f"\n== consult_budget={budget}: {len(tasks) * 2 * args.g} rows, {tokens} tokens "

@@ -9,7 +9,7 @@ import time
 from aipo_lite.config import Config
 from aipo_lite.evaluation import evaluate
 from aipo_lite.policy import load_policy
-from aipo_lite.tasks import load_tasks
+from aipo_lite.tasks import from_config as tasks_from_config
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--temperature", type=float, default=1.0)
@@ -24,7 +24,7 @@ cfg = Config(lora_r=0, eval_n=args.n, eval_ks=[k for k in (1, 2, 4, 8, 16, 32, 6
              eval_batch_size=args.batch_size)
 t0 = time.perf_counter()
 policy = load_policy(cfg)
-tasks = load_tasks(cfg.tasks, "test", tiers=cfg.eval_tiers, limit_per_tier=cfg.eval_problems_per_tier)
+tasks = tasks_from_config(cfg, "test", cfg.eval_tiers, cfg.eval_problems_per_tier)
 result = evaluate(policy, tasks, cfg)
 print(f"\nbase {cfg.model}, T={cfg.eval_temperature}, n={cfg.eval_n}, {len(tasks)} problems, "
       f"dtype {result.settings['dtype']}")

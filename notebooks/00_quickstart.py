@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -36,7 +38,7 @@ from aipo_lite.policy import load_policy
 from aipo_lite.prompts import agent_free_prompt
 from aipo_lite.rewards import extract_answer, score
 from aipo_lite.sampling import sample
-from aipo_lite.tasks import by_tier, load_tasks
+from aipo_lite.tasks import by_tier, from_config as tasks_from_config
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 
@@ -46,7 +48,7 @@ cfg, out = Config.for_notebook(profile, run_dir, overrides)
 # %%
 policy = load_policy(cfg)
 print(type(policy.model).__name__, "on", policy.device, "| dtype", next(policy.model.parameters()).dtype)
-test = load_tasks(cfg.tasks, "test", tiers=cfg.eval_tiers, limit_per_tier=cfg.eval_problems_per_tier)
+test = tasks_from_config(cfg, "test", cfg.eval_tiers, cfg.eval_problems_per_tier)
 for tier, tasks in by_tier(test).items():
     t = tasks[0]
     print(f"{tier:7s} {len(tasks):3d} problems | e.g. {t.question!r} -> {t.answer}  steps={list(t.steps)}")

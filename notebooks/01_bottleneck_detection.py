@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -29,14 +31,13 @@ overrides = {}                    # any aipo_lite.Config field, e.g. {"detector_
 # %%
 import json
 
-import torch
 
 from aipo_lite.config import Config
 from aipo_lite.detector import Detector, char_to_token, first_entropy_firing, first_error_char, precision_recall
 from aipo_lite.plots import plot_entropy_traces, plot_precision_recall
 from aipo_lite.policy import load_policy
 from aipo_lite.rollout import rollout_group
-from aipo_lite.tasks import load_tasks
+from aipo_lite.tasks import from_config as tasks_from_config
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 
@@ -46,10 +47,10 @@ cfg, out = Config.for_notebook(profile, run_dir, overrides)
 # %%
 policy = load_policy(cfg)
 tok = policy.tokenizer
-tasks = load_tasks(cfg.tasks, "test", tiers=cfg.probe_tiers, limit_per_tier=cfg.probe_problems_per_tier)
+tasks = tasks_from_config(cfg, "test", cfg.probe_tiers, cfg.probe_problems_per_tier)
 groups, stats = rollout_group(policy, tasks, agents={}, detector=Detector(), g_ind=cfg.g_ind, g_asst=0,
                               temperature=cfg.rollout_temperature, max_new_tokens=cfg.rollout_max_new_tokens,
-                              prompt_style=cfg.prompt_style, generator=torch.Generator().manual_seed(cfg.seed))
+                              prompt_style=cfg.prompt_style, generator=cfg.seed)
 traces = []
 for r in (r for g in groups for r in g):
     err = first_error_char(r.text, r.task.answer)

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -33,20 +35,19 @@ import dataclasses
 import json
 from collections import Counter
 
-import torch
 from IPython.display import HTML, display
 
 from aipo_lite.config import Config
 from aipo_lite.plots import provenance_html
 from aipo_lite.policy import load_policy
 from aipo_lite.rollout import agents_from_config, detector_from_config, pass_at_1_table, rollout_group
-from aipo_lite.tasks import load_tasks
+from aipo_lite.tasks import from_config as tasks_from_config
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 
 # %%
 policy = load_policy(cfg)
-tasks = load_tasks(cfg.tasks, "test", tiers=cfg.probe_tiers, limit_per_tier=cfg.probe_problems_per_tier)
+tasks = tasks_from_config(cfg, "test", cfg.probe_tiers, cfg.probe_problems_per_tier)
 detector = detector_from_config(cfg)
 runs, agents_used = {}, {}
 for name, backend, budget in [(b, b, cfg.consult_budget) for b in cfg.compare_backends] + [("no agent", "rule", 0)]:
@@ -54,7 +55,7 @@ for name, backend, budget in [(b, b, cfg.consult_budget) for b in cfg.compare_ba
     groups, stats = rollout_group(policy, tasks, agents, detector, g_ind=cfg.g_ind, g_asst=cfg.g_asst,
                                   consult_budget=budget, temperature=cfg.rollout_temperature,
                                   max_new_tokens=cfg.rollout_max_new_tokens, prompt_style=cfg.prompt_style,
-                                  reward_mode=cfg.reward_mode, generator=torch.Generator().manual_seed(cfg.seed))
+                                  reward_mode=cfg.reward_mode, generator=cfg.seed)
     runs[name], agents_used[name] = groups, agents
     print(f"{name}: consult_budget={budget}, {stats}")
 

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -12,6 +14,7 @@
 # ---
 
 # %% [markdown]
+#
 # %% [markdown]
 # # 03 · Importance-ratio clipping: how much should the policy learn from an agent's tokens?
 #
@@ -32,14 +35,13 @@ overrides = {}                    # any aipo_lite.Config field, e.g. {"agent_w_m
 import json
 
 import matplotlib.pyplot as plt
-import torch
 
 from aipo_lite.config import Config
 from aipo_lite.experiments import weight_probe
 from aipo_lite.plots import plot_weight_curves
 from aipo_lite.policy import load_policy
 from aipo_lite.rollout import agents_from_config, detector_from_config, rollout_group
-from aipo_lite.tasks import load_tasks
+from aipo_lite.tasks import from_config as tasks_from_config
 from aipo_lite.views import to_train_seqs
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
@@ -55,11 +57,11 @@ fig.savefig(out / "weights_vs_prob.png", dpi=120)
 
 # %%
 policy = load_policy(cfg)
-tasks = load_tasks(cfg.tasks, "test", tiers=cfg.probe_tiers, limit_per_tier=cfg.probe_problems_per_tier)
+tasks = tasks_from_config(cfg, "test", cfg.probe_tiers, cfg.probe_problems_per_tier)
 groups, stats = rollout_group(policy, tasks, agents_from_config(cfg), detector_from_config(cfg), g_ind=0,
                               g_asst=cfg.g_asst, consult_budget=cfg.consult_budget,
                               temperature=cfg.rollout_temperature, max_new_tokens=cfg.rollout_max_new_tokens,
-                              prompt_style=cfg.prompt_style, generator=torch.Generator().manual_seed(cfg.seed))
+                              prompt_style=cfg.prompt_style, generator=cfg.seed)
 seqs = [s for s in to_train_seqs(groups, policy.tokenizer, cfg.view, cfg.credit, cfg.prompt_style)
         if any(k == 2 for k in s.kind)]
 print(f"{len(seqs)} of {sum(map(len, groups))} assisted rollouts hold agent tokens")

@@ -5,13 +5,14 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
 
-# %% [markdown]
 # %% [markdown]
 # # 05 · Boundary expansion: pass@k of base, GRPO and AIPO, k = 1 … 64
 #
@@ -37,7 +38,7 @@ from aipo_lite.config import Config
 from aipo_lite.evaluation import evaluate
 from aipo_lite.experiments import arm_config, load_trained, solved_table
 from aipo_lite.plots import plot_pass_at_k
-from aipo_lite.tasks import load_tasks
+from aipo_lite.tasks import from_config as tasks_from_config
 from aipo_lite.trainer import train
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
@@ -48,7 +49,7 @@ print("trained runs from:", root)
 # %%
 ks = [2 ** i for i in range(7) if 2 ** i <= cfg.boundary_n]
 ecfg = dataclasses.replace(cfg, eval_n=cfg.boundary_n, eval_ks=ks)
-tasks = load_tasks(cfg.tasks, "test", tiers=cfg.heldout_tiers, limit_per_tier=cfg.boundary_problems_per_tier)
+tasks = tasks_from_config(cfg, "test", cfg.heldout_tiers, cfg.boundary_problems_per_tier)
 results = {}
 for name in ("base", "grpo", "aipo"):
     if name == "base":

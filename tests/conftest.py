@@ -14,10 +14,25 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
-def real_policy():
+def real_policies():
+    """real_policies(dtype) -> the frozen SmolLM2 policy in that dtype ('auto', 'float32',
+    'bfloat16'), loaded once per session. Precision-sensitive tests name both dtypes
+    explicitly, so a CI machine without native bf16 still runs the bf16 paths (emulated)."""
     from aipo_lite.config import Config
     from aipo_lite.policy import load_policy
-    return load_policy(Config(lora_r=0))
+    cache = {}
+
+    def get(dtype: str = "auto"):
+        if dtype not in cache:
+            cache[dtype] = load_policy(Config(lora_r=0, dtype=dtype))
+        return cache[dtype]
+    return get
+
+
+@pytest.fixture(scope="session")
+def real_policy(real_policies):
+    """The policy as a user gets it on this machine (dtype 'auto')."""
+    return real_policies("auto")
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,8 @@ def test_filters():
         load_tasks("synth", "dev")
     with pytest.raises(FileNotFoundError, match="neither a built-in suite"):
         load_tasks("nope.jsonl")
+    with pytest.raises(ValueError, match="split='dev'"):
+        load_tasks(DATA_DIR / "synth" / "test.jsonl", "dev")
 
 
 def _write(tmp_path, rows):
@@ -55,9 +57,10 @@ def _write(tmp_path, rows):
 
 def test_gsm8k_format(tmp_path):
     path = _write(tmp_path, [{"question": "Tom has 3 boxes of 12 eggs and eats 2. How many are left?",
-                              "answer": "3 boxes hold 3*12=<<3*12=36>>36 eggs.\nHe has 36-2=<<36-2=34>>34 left.\n#### 34"},
-                             {"question": "Big?", "answer": "Sum.\n#### 1,200"}])
-    t, big = load_tasks(path)
+                              "answer": "3 boxes hold 3*12=<<3*12=36>>36 eggs.\nHe has 36-2=<<36-2=34>>34 left.\n#### 34",
+                              "split": "test"},
+                             {"question": "Big?", "answer": "Sum.\n#### 1,200", "split": "test"}])
+    t, big = load_tasks(path, "test")
     assert t.answer == "34" and big.answer == "1200"
     assert t.steps == ("3 boxes hold 3*12=36 eggs.", "He has 36-2=34 left.")
     assert t.kind == "default" and t.id == "tasks-1"
@@ -65,7 +68,8 @@ def test_gsm8k_format(tmp_path):
 
 def test_field_mapping_and_extra_fields(tmp_path):
     path = _write(tmp_path, [{"uid": "p1", "problem": "1+1?", "solution": 2, "level": "easy"}])
-    (t,) = load_tasks(path, fields={"id": "uid", "question": "problem", "answer": "solution", "kind": "level"})
+    fields = {"id": "uid", "question": "problem", "answer": "solution", "kind": "level"}
+    (t,) = load_tasks(path, "train", fields=fields, test_fraction=0.01)
     assert (t.id, t.question, t.answer, t.kind) == ("p1", "1+1?", "2", "easy")
     with pytest.raises(TaskFormatError, match=r"tasks.jsonl:1: missing field 'question'"):
         load_tasks(path)
@@ -80,8 +84,81 @@ def test_field_mapping_and_extra_fields(tmp_path):
     ({"question": "1+1?", "answer": "2", "steps": "1+1=2"}, r"tasks.jsonl:2: field 'steps' must be a list of strings"),
     ({"question": "1+1?", "answer": "2", "facts": [1]}, r"tasks.jsonl:2: field 'facts' must be a list of strings"),
     ({"id": "a", "question": "2+2?", "answer": "4"}, r"field 'id' value 'a' appears twice"),
+    ({"question": "Name the colour.", "answer": "blue"}, r"tasks.jsonl:2: field 'answer' value 'blue' cannot be scored"),
+    ({"question": "1+1?", "answer": "2", "split": "dev"}, r"field 'split' must be one of \['train', 'test'\]"),
 ])
 def test_malformed_row_names_file_line_and_field(tmp_path, row, message):
     path = _write(tmp_path, [{"id": "a", "question": "1+1?", "answer": "2"}, row])
     with pytest.raises(TaskFormatError, match=message):
         load_tasks(path)
+
+
+GSM8K_ROWS = [{"question": f"Ann has {n} apples and buys {n + 1} more. How many now?",
+               "answer": f"She has {n}+{n + 1}=<<{n}+{n + 1}={2 * n + 1}>>{2 * n + 1}.\n#### {2 * n + 1}"}
+              for n in range(40)]
+
+
+def test_gsm8k_split_files_folder_and_template(tmp_path):
+    """GSM8K as users have it: train.jsonl and test.jsonl, in a folder or named by '{split}'."""
+    folder = tmp_path / "gsm8k"
+    folder.mkdir()
+    for split, rows in (("train", GSM8K_ROWS[:30]), ("test", GSM8K_ROWS[30:])):
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+        (folder / f"{split}.jsonl").write_text(text)
+        (tmp_path / f"gsm8k_{split}.jsonl").write_text(text)
+    for source in (folder, str(tmp_path / "gsm8k_{split}.jsonl")):
+        train, test = load_tasks(source, "train"), load_tasks(source, "test")
+        assert (len(train), len(test)) == (30, 10)
+        assert not {t.question for t in train} & {t.question for t in test}
+        assert test[0].answer == "61" and test[0].steps == ("She has 30+31=61.",)
+    with pytest.raises(FileNotFoundError, match="without test.jsonl"):
+        (folder / "test.jsonl").unlink()
+        load_tasks(folder, "test")
+
+
+def test_one_file_is_split_by_a_stable_hash_of_task_ids(tmp_path):
+    path = _write(tmp_path, GSM8K_ROWS)
+    train, test = load_tasks(path, "train"), load_tasks(path, "test")
+    assert len(train) + len(test) == 40 and 2 <= len(test) <= 16  # ~20% held out
+    assert not {t.id for t in train} & {t.id for t in test}
+    shuffled = tmp_path / "shuffled.jsonl"  # row order does not move a task across the split
+    lines = path.read_text().splitlines()
+    rows = [json.loads(line) | {"id": f"tasks-{i}"} for i, line in enumerate(lines, start=1)]
+    shuffled.write_text("".join(json.dumps(r) + "\n" for r in reversed(rows)))
+    assert {t.question for t in load_tasks(shuffled, "test")} == {t.question for t in test}
+    other = load_tasks(path, "test", split_seed=1)
+    assert {t.id for t in other} != {t.id for t in test}
+    half = load_tasks(path, "test", test_fraction=0.5)
+    assert 12 <= len(half) <= 28
+
+
+def test_one_file_with_a_split_field(tmp_path):
+    rows = [r | {"split": "test" if i % 4 == 0 else "train"} for i, r in enumerate(GSM8K_ROWS)]
+    path = _write(tmp_path, rows)
+    assert len(load_tasks(path, "test")) == 10 and len(load_tasks(path, "train")) == 30
+    path = _write(tmp_path, rows[:3] + GSM8K_ROWS[3:4])
+    with pytest.raises(TaskFormatError, match="has no field 'split' but others do"):
+        load_tasks(path, "test")
+    path = _write(tmp_path, [r | {"split": "train"} for r in GSM8K_ROWS[:3]])
+    with pytest.raises(TaskFormatError, match="split 'test' is empty"):
+        load_tasks(path, "test")
+
+
+def test_empty_file_is_one_clear_error(tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_text("\n")
+    with pytest.raises(TaskFormatError, match="empty.jsonl: no tasks"):
+        load_tasks(path, "train")
+
+
+def test_config_for_user_data_defaults_to_all_kinds_and_trainer_holds_out_test(tmp_path):
+    from aipo_lite.config import Config
+    from aipo_lite.tasks import from_config
+    path = _write(tmp_path, GSM8K_ROWS)
+    cfg = Config.from_profile("demo", tasks=str(path))
+    assert cfg.train_tiers == cfg.eval_tiers == cfg.probe_tiers == cfg.heldout_tiers == []
+    assert Config.from_profile("demo").heldout_tiers == ["add3", "expr3"]  # synth keeps its tiers
+    train, test = from_config(cfg, "train", cfg.train_tiers), from_config(cfg, "test", cfg.heldout_tiers, 2)
+    assert len(test) == 2 and not {t.id for t in train} & {t.id for t in from_config(cfg, "test")}
+    mine = Config(tasks=str(path), train_tiers=["default"], task_test_fraction=0.5)
+    assert mine.train_tiers == ["default"] and len(from_config(mine, "test")) > len(test)

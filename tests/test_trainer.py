@@ -24,16 +24,29 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def lora_policy():
-    cfg = Config.from_profile("smoke", lora_r=4, rollout_max_new_tokens=20, g_ind=2, g_asst=2)
-    policy = load_policy(cfg)
-    torch.manual_seed(0)
-    with torch.no_grad():  # a non-trivial adapter, so merged sampler != base model
-        for name, p in policy.model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.02)
-    policy.mark_updated()
-    return policy
+def lora_policies():
+    """lora_policies(dtype) -> the real policy in that dtype with one non-trivial adapter (the
+    same LoRA values in every dtype), so the merged sampler differs from the base model."""
+    cache = {}
+
+    def get(dtype: str):
+        if dtype not in cache:
+            cfg = Config.from_profile("smoke", lora_r=4, rollout_max_new_tokens=20, g_ind=2, g_asst=2, dtype=dtype)
+            policy = load_policy(cfg)
+            gen = torch.Generator().manual_seed(0)
+            with torch.no_grad():
+                for name, p in policy.model.named_parameters():  # A and B: peft draws A at random
+                    if "lora_" in name:
+                        p.copy_(torch.randn(p.shape, generator=gen) * (0.02 if "lora_B" in name else p.shape[1] ** -0.5))
+            policy.mark_updated()
+            cache[dtype] = policy
+        return cache[dtype]
+    return get
+
+
+@pytest.fixture(scope="module")
+def lora_policy(lora_policies):
+    return lora_policies("float32")
 
 
 def _batch(policy, view="interactive"):
@@ -41,20 +54,38 @@ def _batch(policy, view="interactive"):
     tasks = load_tasks("synth", "test", ["add3", "units"], 1)
     eager = Detector(window=2, init_tokens=2, tau_abs=0.0, tau_rel=-100.0)  # consults early in every assisted row
     groups, _ = rollout_group(policy, tasks, agents_from_config(cfg), eager, 2, 2,
-                              max_new_tokens=20, generator=torch.Generator().manual_seed(1))
+                              max_new_tokens=20, generator=1)
     return to_train_seqs(groups, policy.tokenizer, view=view)
 
 
+def _gaps(logp, seqs):
+    """trainer minus sampler log-prob of every generated token, flat."""
+    return torch.cat([logp[b, :len(s.ids)].float().cpu() - torch.tensor(s.old_logp) for b, s in enumerate(seqs)])
+
+
 @pytest.mark.slow
-def test_sampling_from_merged_copy_is_on_policy(lora_policy):
-    """The log-probs the merged sampler recorded equal the trainer's (unmerged LoRA) recompute."""
-    seqs = _batch(lora_policy)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_sampler_logprobs_match_the_trainer(lora_policies, dtype):
+    """fp32: the log-probs the merged sampler recorded equal the trainer's (unmerged LoRA)
+    recompute, so sampling is on-policy. bf16: they differ by bf16 rounding (merged weights
+    rounded once vs per-op rounding, cached one-token decode vs a full forward): on average no
+    more than twice the bf16 trainer's own deviation from the fp32 trainer on the same tokens
+    (two independent roundings). That gap is what the trainer logs and corrects (TIS)."""
+    policy = lora_policies(dtype)
+    seqs = _batch(policy)
     assert any(k == Prov.AGENT for s in seqs for k in s.kind)  # feedback tokens are checked too
     with torch.no_grad():
-        logp = sequence_logprobs(lora_policy.model, seqs, 1.0, lora_policy.device)
-    for b, s in enumerate(seqs):
-        got = logp[b, :len(s.ids)]
-        assert torch.allclose(got, torch.tensor(s.old_logp), atol=2e-3), (got, s.old_logp)
+        gaps = _gaps(sequence_logprobs(policy.model, seqs, 1.0, policy.device), seqs)
+    if dtype == "float32":
+        assert gaps.abs().max() <= 2e-3, gaps
+        return
+    exact = lora_policies("float32")
+    with torch.no_grad():
+        rounding = (_gaps(sequence_logprobs(policy.model, seqs, 1.0, policy.device), seqs)
+                    - _gaps(sequence_logprobs(exact.model, seqs, 1.0, exact.device), seqs))
+    print(f"bf16 sampler/trainer gap {gaps.abs().mean():.4f} (max {gaps.abs().max():.3f}); "
+          f"bf16 vs fp32 trainer {rounding.abs().mean():.4f}")
+    assert gaps.abs().mean() <= 2 * rounding.abs().mean()
 
 
 @pytest.mark.slow
@@ -153,3 +184,61 @@ def test_update_on_tiny_model_in_each_precision_and_template_tokens_never_count(
     out = update(policy, opt, [seq], cfg)
     assert out["skipped"] == 0 and math.isfinite(out["loss"]) and out["grad_norm"] > 0
     assert any(not torch.equal(p, before[n]) for n, p in policy.model.named_parameters() if p.requires_grad)
+
+
+def _policy_only_seq(tok, old_logp):
+    from aipo_lite.views import TrainSeq
+    prompt = tok.encode("What is 5 + 2 + 6?", add_special_tokens=False)
+    ids = tok.encode("5 + 2 = 7. 7 + 6 = 13.\nAnswer: 13", add_special_tokens=False)
+    old = old_logp if old_logp is not None else [-1.0] * len(ids)
+    return TrainSeq(prompt, ids, [Prov.POLICY] * len(ids), list(old), [True] * len(ids), [-1] * len(ids),
+                    advantage=1.0)
+
+
+def _lora_grad(policy, seq, cfg):
+    from aipo_lite.trainer import micro_batch_loss
+    policy.model.zero_grad(set_to_none=True)
+    loss, st = micro_batch_loss(policy, [seq], cfg, 1, len(seq.ids))
+    loss.backward()
+    grad = torch.cat([p.grad.flatten().float() for p in policy.model.parameters() if p.requires_grad])
+    return loss.detach(), grad, st
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_tis_objective_weights_each_token_by_its_truncated_trainer_over_sampler_ratio(tiny_model_dir, dtype):
+    """behaviour_logp='trainer': loss = mean_t -A * min(pi_trainer / pi_sampler, cap) * ratio_t with
+    ratio = pi_theta / pi_trainer = 1, so its gradient is -A * w_t * grad log pi_t; and the logged
+    gap and KL are those of the sampler log-probs given."""
+    from aipo_lite.trainer import sequence_logprobs
+    cfg = Config(model=tiny_model_dir, lora_r=4, dtype=dtype, tis_cap=2.0)
+    policy = load_policy(cfg)
+    for name, p in policy.model.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.1, generator=torch.Generator(device=p.device).manual_seed(0))
+    tok = policy.tokenizer
+    probe = _policy_only_seq(tok, None)
+    with torch.no_grad():
+        trainer = sequence_logprobs(policy.model, [probe], 1.0, policy.device)[0].float().cpu()
+    delta = torch.linspace(-1.5, 1.5, len(probe.ids))  # sampler = trainer + delta
+    seq = _policy_only_seq(tok, (trainer + delta).tolist())
+    loss, grad, st = _lora_grad(policy, seq, cfg)
+    w = torch.exp(-delta).clamp(max=2.0)
+    # the same gradient, written out: sum_t -A * w_t * log pi_t / T
+    policy.model.zero_grad(set_to_none=True)
+    logp = sequence_logprobs(policy.model, [seq], 1.0, policy.device)[0]
+    (-(w.to(logp.device) * logp).sum() / len(seq.ids)).backward()
+    manual = torch.cat([p.grad.flatten().float() for p in policy.model.parameters() if p.requires_grad])
+    torch.testing.assert_close(grad, manual, rtol=1e-4, atol=1e-6)
+    assert st["clip_low"] == st["clip_high"] == 0 and st["tis_capped"] == int((-delta > math.log(2.0)).sum())
+    assert st["gap_abs_sum"] / st["gap_n"] == pytest.approx(float(delta.abs().mean()), abs=1e-5)
+    k3 = (torch.exp(-delta) + delta - 1).mean()
+    assert st["gap_kl_sum"] / st["gap_n"] == pytest.approx(float(k3), abs=1e-5)
+    # no mismatch: the TIS objective and the plain PPO ratio against the sampler give one gradient
+    on_policy = _policy_only_seq(tok, trainer.tolist())
+    _, g_tis, _ = _lora_grad(policy, on_policy, cfg)
+    _, g_ppo, _ = _lora_grad(policy, on_policy, Config(**{**cfg.to_dict(), "behaviour_logp": "sampler"}))
+    torch.testing.assert_close(g_tis, g_ppo, rtol=1e-4, atol=1e-6)
+    # cap 0: no correction, every weight 1
+    _, g_off, st = _lora_grad(policy, seq, Config(**{**cfg.to_dict(), "tis_cap": 0.0}))
+    torch.testing.assert_close(g_off, g_tis, rtol=1e-4, atol=1e-6)
+    assert st["tis_sum"] == len(seq.ids)

@@ -1,0 +1,79 @@
+"""Plain sampling throughput: the kit's decode engine against transformers' generate(), same batch.
+
+    .venv/bin/python benchmarks/engine.py --batch-size 64
+    .venv/bin/python benchmarks/engine.py --batch-size 512 --device cuda --dtype bfloat16
+
+Both sample `--batch-size` completions (one per prompt: agent-free prompts of synth test problems,
+all tiers in turn) at T = 1, up to `--max-new-tokens` each, in ONE batch, after one warm-up call.
+Counted: real tokens, i.e. each completion's tokens up to and including its EOS (generate() also
+emits padding after a row's EOS until the longest row ends; those are not counted). The kit runs
+without its stop-after-answer rule here (`sampling.sample(..., stop_after_answer=False)`), so
+both decode the same kind of stream to EOS or the length limit. The last line is
+`ratio <kit tok/s / generate() tok/s>`.
+"""
+
+import argparse
+import time
+
+import torch
+
+from aipo_lite.config import Config
+from aipo_lite.policy import load_policy
+from aipo_lite.prompts import agent_free_prompt
+from aipo_lite.sampling import sample
+from aipo_lite.tasks import load_tasks
+
+ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+ap.add_argument("--batch-size", type=int, required=True)
+ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+ap.add_argument("--max-new-tokens", type=int, default=64)
+ap.add_argument("--cache", default="dynamic", choices=["dynamic", "static"], help="generate()'s KV cache")
+ap.add_argument("--seed", type=int, default=0)
+args = ap.parse_args()
+
+policy = load_policy(Config(lora_r=0, device=args.device, dtype=args.dtype))
+tok, model, dev = policy.tokenizer, policy.model, policy.device
+tasks = load_tasks("synth", "test")
+prompts = [agent_free_prompt(tok, tasks[i * 7 % len(tasks)].question) for i in range(args.batch_size)]
+eos = tok.eos_token_id
+
+
+def sync():
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_kit(ps):
+    sync()
+    t0 = time.perf_counter()
+    outs, stats = sample(model, tok, ps, n=1, temperature=1.0, max_new_tokens=args.max_new_tokens,
+                         batch_size=len(ps), seed=args.seed, progress=False, stop_after_answer=False)
+    sync()
+    return stats.generated_tokens, time.perf_counter() - t0
+
+
+def run_generate(ps):
+    enc = tok(ps, return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
+    torch.manual_seed(args.seed)
+    sync()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        out = model.generate(**enc, do_sample=True, temperature=1.0, top_p=None, top_k=None,
+                             max_new_tokens=args.max_new_tokens, pad_token_id=tok.pad_token_id,
+                             cache_implementation=None if args.cache == "dynamic" else "static")
+    sync()
+    sec = time.perf_counter() - t0
+    new = out[:, enc["input_ids"].shape[1]:].tolist()
+    real = sum(row.index(eos) + 1 if eos in row else len(row) for row in new)
+    return real, sec
+
+
+print(f"device {dev}, dtype {next(model.parameters()).dtype}, batch {args.batch_size}, "
+      f"max_new_tokens {args.max_new_tokens}, threads {torch.get_num_threads()}")
+run_kit(prompts[:4]), run_generate(prompts[:4])  # warm-up
+kit_tokens, kit_s = run_kit(prompts)
+gen_tokens, gen_s = run_generate(prompts)
+print(f"kit        {kit_tokens:6d} real tokens in {kit_s:7.2f} s = {kit_tokens / kit_s:9.1f} tok/s")
+print(f"generate() {gen_tokens:6d} real tokens in {gen_s:7.2f} s = {gen_tokens / gen_s:9.1f} tok/s ({args.cache} cache)")
+print(f"ratio {(kit_tokens / kit_s) / (gen_tokens / gen_s):.2f}")
