@@ -60,7 +60,10 @@ def sequence_logprobs(model, seqs: list[TrainSeq], temperature: float, device) -
         mask[b, P - len(s.prompt_ids):P + len(s.ids)] = 1
     ids, mask = ids.to(device), mask.to(device)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=C + 1).logits[:, :-1]
+    # an index tensor, not logits_to_keep=C + 1: see engine.last_position (a sliced view makes
+    # torch expand the head's weight to [rows, dim, vocab], in backward too)
+    keep = torch.arange(P - 1, P + C - 1, device=device)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=keep).logits
     logits = logits.float() / temperature
     target = ids[:, P:]
     return logits.gather(-1, target[..., None]).squeeze(-1) - torch.logsumexp(logits, -1)
