@@ -1,7 +1,7 @@
 """The decode loop behind every rollout: batched sampling with per-row interruptions.
 
-One step feeds one token per live row through the model (KV cache kept by transformers'
-DynamicCache). A row either samples its next token from the policy or, when it has
+One step feeds one token per live row through the model (KV cache: kv_cache.GrowingCache,
+a DynamicCache that writes each step's column in place instead of re-concatenating). A row either samples its next token from the policy or, when it has
 *forced* tokens queued (an agent's feedback, its tags, a replayed prefix), consumes the next
 forced token instead. So a row that pauses to consult an agent never stalls the batch: its
 feedback flows in one token per step while the other rows keep sampling, and the policy's
@@ -21,6 +21,7 @@ from typing import Callable
 
 import torch
 
+from .kv_cache import GrowingCache
 
 
 class Prov(IntEnum):
@@ -95,11 +96,11 @@ def device_generator(generator: "torch.Generator | int | None", device) -> torch
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def _record(r: Row, t: int, prov: int, logp: torch.Tensor, entropy: torch.Tensor) -> None:
+def _record(r: Row, t: int, prov: int, logp: float, entropy: float) -> None:
     r.ids.append(t)
     r.prov.append(prov)
-    r.logprobs.append(logp[t].item())
-    r.entropies.append(entropy.item())
+    r.logprobs.append(logp)
+    r.entropies.append(entropy)
 
 
 @torch.no_grad()
@@ -119,7 +120,7 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
     device = next(model.parameters()).device
     generator = device_generator(generator, device)
     eos = tokenizer.eos_token_id
-    watch = (watch_ids if watch_ids is not None else _watch_ids(tokenizer)).to(device)
+    watch = set((watch_ids if watch_ids is not None else _watch_ids(tokenizer)).tolist())
     live = [r for r in rows if not r.finished]
     stats = {"steps": 0, "policy_tokens": 0, "forced_tokens": 0}
     if not live:
@@ -138,7 +139,10 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
             ids[b, width - len(e) + n:], mask[b, width - len(e) + n:] = torch.tensor(e[n:]), 1
     ids, mask = ids.to(device), mask.to(device)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = _prefix_cache(model, ids, groups, n_prefix) if n_prefix else None
+    room = max(r.max_new_tokens for r in live) + 16  # forced tokens come on top: it doubles if short
+    cache = GrowingCache(model.config.num_hidden_layers, room + width - n_prefix)
+    if n_prefix:
+        _prefix_cache(model, ids, groups, n_prefix, cache)
     out = model(input_ids=ids[:, n_prefix:], attention_mask=mask, position_ids=pos[:, n_prefix:],
                 past_key_values=cache, use_cache=True, logits_to_keep=last_position(width - n_prefix, device))
     cache, logits = out.past_key_values, out.logits[:, -1]
@@ -146,33 +150,39 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
 
     while live:
         tok, logp, ent = _sample(logits, temperature, top_p, generator)
-        feed = tok.clone()
-        watched = torch.isin(tok, watch).tolist()
+        head = torch.tensor([r.forced[0][0] if r.forced else 0 for r in live], device=device)
+        # one device -> host copy per step (not one per row): the sampled ids, their log-probs,
+        # the log-probs of the rows' queued forced tokens, and the entropies
+        host = torch.stack([tok.double(), logp.gather(1, tok[:, None])[:, 0].double(),
+                            logp.gather(1, head[:, None])[:, 0].double(), ent.double()]).tolist()
+        feed = []
         for b, r in enumerate(live):
-            t = tok[b].item()
+            t, lp_forced, h = int(host[0][b]), host[2][b], host[3][b]
             if t == eos and not r.forced and on_token and r.state.get("intercept_eos"):
                 # the hook may continue the row instead of ending it (verify-before-commit
                 # when the answer is followed by EOS): then the EOS is dropped, forced tokens fed
                 r.state["at_eos"] = True
                 on_token(r)
                 r.state["at_eos"] = False
+                if r.forced:  # queued just now, so not gathered above (rare: one more read)
+                    lp_forced = logp[b, r.forced[0][0]].item()
             if r.forced:
                 t, p = r.forced.pop(0)
-                feed[b] = t
-                _record(r, t, p, logp[b], ent[b])
+                _record(r, t, p, lp_forced, h)
                 stats["forced_tokens"] += 1
                 if not r.forced and on_token:
                     on_token(r)
             else:
-                _record(r, t, Prov.POLICY, logp[b], ent[b])
+                _record(r, t, Prov.POLICY, host[1][b], h)
                 stats["policy_tokens"] += 1
                 r.n_policy += 1
                 if t == eos:
                     r.finished = "eos"
-                elif on_token and (watched[b] or r.state.get("every_token")):
+                elif on_token and (t in watch or r.state.get("every_token")):
                     on_token(r)
             if not r.finished and not r.forced and r.n_policy >= r.max_new_tokens:
                 r.finished = "length"
+            feed.append(t)
         stats["steps"] += 1
         keep = [b for b, r in enumerate(live) if not r.finished]
         if not keep:
@@ -180,11 +190,11 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
         if len(keep) < len(live):
             idx = torch.tensor(keep, device=device)
             cache.batch_select_indices(idx)
-            mask, feed, next_pos = mask[idx], feed[idx], next_pos[idx]
-            live = [live[b] for b in keep]
+            mask, next_pos = mask[idx], next_pos[idx]
+            live, feed = [live[b] for b in keep], [feed[b] for b in keep]
         mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
-        out = model(input_ids=feed[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                    past_key_values=cache, use_cache=True)
+        out = model(input_ids=torch.tensor(feed, device=device)[:, None], attention_mask=mask,
+                    position_ids=next_pos[:, None], past_key_values=cache, use_cache=True)
         cache, logits = out.past_key_values, out.logits[:, -1]
         next_pos = next_pos + 1
     return stats
@@ -229,10 +239,9 @@ def prefix_groups(encoded: list[list[int]], min_gain: int = 8) -> list[tuple[lis
     return groups + ([(sorted(rest), n)] if rest else [])
 
 
-def _prefix_cache(model, ids: torch.Tensor, groups, n_prefix: int):
-    """KV cache of the prefix region [rows, heads, n_prefix, dim]: each group's prefix is run
-    once (batch 1) and copied to its rows, right-aligned; the left padding is masked out."""
-    from transformers import DynamicCache
+def _prefix_cache(model, ids: torch.Tensor, groups, n_prefix: int, cache: GrowingCache) -> None:
+    """Fill `cache` with the prefix region [rows, heads, n_prefix, dim]: each group's prefix is
+    run once (batch 1) and copied to its rows, right-aligned; the left padding is masked out."""
     keys = values = None
     for rows_, n in groups:
         if not n:
@@ -246,10 +255,8 @@ def _prefix_cache(model, ids: torch.Tensor, groups, n_prefix: int):
         for i, layer in enumerate(pkv.layers):
             keys[i][rows_, :, n_prefix - n:] = layer.keys
             values[i][rows_, :, n_prefix - n:] = layer.values
-    cache = DynamicCache()
     for i, (k, v) in enumerate(zip(keys, values)):
         cache.update(k, v, i)
-    return cache
 
 
 _LINE_ENDERS: dict[int, torch.Tensor] = {}

@@ -1,0 +1,56 @@
+"""A KV cache that grows in place: the decode loop's cache (engine.py).
+
+transformers' DynamicCache appends each step's keys and values with torch.cat, which copies
+the whole cache of every layer on every decode step. Profiled on SmolLM2-135M (64 rows, ~150
+cached positions, fp32, 2 cores): 66 ms of a 250 ms decode step. `GrowingCache` keeps each
+layer's keys and values in a buffer with room for the tokens still to come and writes only
+the new columns; what the model sees (`layer.keys`, `layer.values`: views of the filled part)
+has the same shape and values as DynamicCache's, so outputs are unchanged. When the room runs
+out (forced tokens can exceed the estimate) the buffer doubles.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+
+
+class GrowingLayer(DynamicLayer):
+    def __init__(self, room: int):
+        super().__init__()
+        self.room = room
+        self.n = 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        self.dtype, self.device = key_states.dtype, key_states.device
+        b, h, _, d = key_states.shape
+        self._k = key_states.new_empty((b, h, self.room, d))
+        self._v = value_states.new_empty((b, h, self.room, value_states.shape[-1]))
+        self.n = 0
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.room += key_states.shape[-2]
+            self.lazy_initialization(key_states, value_states)
+        end = self.n + key_states.shape[-2]
+        if end > self._k.shape[-2]:  # out of room: double
+            self._k = torch.cat([self._k, torch.empty_like(self._k)], dim=-2)
+            self._v = torch.cat([self._v, torch.empty_like(self._v)], dim=-2)
+        self._k[:, :, self.n:end] = key_states
+        self._v[:, :, self.n:end] = value_states
+        self.n = end
+        self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.is_initialized:
+            self._k, self._v = self._k[indices], self._v[indices]
+            self.keys, self.values = self._k[:, :, :self.n], self._v[:, :, :self.n]
+
+
+class GrowingCache(DynamicCache):
+    """DynamicCache whose layers reserve `room` more positions than they are first given."""
+
+    def __init__(self, num_layers: int, room: int):
+        Cache.__init__(self, layers=[GrowingLayer(room) for _ in range(num_layers)])
