@@ -51,15 +51,31 @@ class Policy:
     def sampler(self) -> torch.nn.Module:
         """The module to sample from: the model itself, or, for a LoRA policy that is not
         4-bit, a copy with the adapter merged in (unmerged LoRA layers slow CPU sampling; a
-        4-bit base cannot take a merge without re-quantizing). Rebuilt after mark_updated()."""
+        4-bit base cannot take a merge without re-quantizing). Made once; after mark_updated()
+        its LoRA-wrapped weights are rewritten in place (W + scale * B A), not re-copied."""
         if not self.has_lora or self.config.load_in_4bit:
             return self.model
-        if self._merged is None or self._merged[0] != self.version:
-            self._merged = None  # free the stale copy before making the new one
+        if self._merged is None:
             merged = copy.deepcopy(self.model).merge_and_unload()
             merged.requires_grad_(False).eval()
             self._merged = (self.version, merged)
+        elif self._merged[0] != self.version:
+            _remerge(self.model, self._merged[1])
+            self._merged = (self.version, self._merged[1])
         return self._merged[1]
+
+
+@torch.no_grad()
+def _remerge(peft_model, merged: torch.nn.Module) -> None:
+    """merged's copy of every LoRA-wrapped linear := base weight + the adapter's delta."""
+    from peft.tuners.lora import LoraLayer
+    targets = dict(merged.named_modules())
+    prefix = "base_model.model."
+    for name, module in peft_model.named_modules():
+        if isinstance(module, LoraLayer):
+            base = module.get_base_layer().weight
+            delta = sum(module.get_delta_weight(a) for a in module.active_adapters)
+            targets[name.removeprefix(prefix)].weight.copy_(base + delta.to(base.dtype))
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from . import engine
 from . import objectives as obj
 from .config import Config
 from .engine import Prov
@@ -45,27 +46,44 @@ METRICS = ("step", "reward_mean", "reward_ind", "reward_asst", "zero_std_frac", 
            "skipped_updates", "rollout_s", "update_s", "step_time", "tokens_per_s")
 
 
-def sequence_logprobs(model, seqs: list[TrainSeq], temperature: float, device) -> torch.Tensor:
+def sequence_logprobs(model, seqs: list[TrainSeq], temperature: float, device,
+                      share_prefix: bool = True) -> torch.Tensor:
     """log π(token) of every completion token, [B, C] (zeros past a sequence's end).
 
-    Prompts are left-padded so all completions start at one column; only the completion
-    positions' logits are computed (logits_to_keep)."""
-    P = max(len(s.prompt_ids) for s in seqs)
-    C = max(len(s.ids) for s in seqs)
-    ids = torch.zeros((len(seqs), P + C), dtype=torch.long)
+    Layout [prompt prefix all rows share][pad][rest of prompt][completion][pad]: completions
+    start at one column; only their positions' logits are computed. With `share_prefix`, the
+    shared prefix (system prompt and one-shot example: most of each prompt) runs once, batch 1,
+    and its keys/values are expanded to every row: the same values and, through the expand,
+    the same gradient (the rows' gradients w.r.t. the prefix add up), for a fraction of the
+    compute (a test compares LoRA gradients with and without)."""
+    B, C = len(seqs), max(len(s.ids) for s in seqs)
+    n = engine.shared_prefix_length([s.prompt_ids for s in seqs]) if share_prefix and B > 1 else 0
+    R = max(len(s.prompt_ids) for s in seqs) - n
+    ids = torch.zeros((B, n + R + C), dtype=torch.long)
     mask = torch.zeros_like(ids)
+    ids[:, :n], mask[:, :n] = torch.tensor(seqs[0].prompt_ids[:n], dtype=torch.long), 1
     for b, s in enumerate(seqs):
-        ids[b, P - len(s.prompt_ids):P] = torch.tensor(s.prompt_ids)
-        ids[b, P:P + len(s.ids)] = torch.tensor(s.ids, dtype=torch.long)
-        mask[b, P - len(s.prompt_ids):P + len(s.ids)] = 1
+        rest = s.prompt_ids[n:]
+        ids[b, n + R - len(rest):n + R] = torch.tensor(rest, dtype=torch.long)
+        ids[b, n + R:n + R + len(s.ids)] = torch.tensor(s.ids, dtype=torch.long)
+        mask[b, n + R - len(rest):n + R + len(s.ids)] = 1
     ids, mask = ids.to(device), mask.to(device)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = None
+    if n:
+        from transformers import DynamicCache
+        pkv = model(input_ids=ids[:1, :n], position_ids=pos[:1, :n], use_cache=True,
+                    logits_to_keep=engine.last_position(n, device)).past_key_values
+        cache = DynamicCache()
+        for i, layer in enumerate(pkv.layers):
+            cache.update(layer.keys.expand(B, -1, -1, -1), layer.values.expand(B, -1, -1, -1), i)
     # an index tensor, not logits_to_keep=C + 1: see engine.last_position (a sliced view makes
     # torch expand the head's weight to [rows, dim, vocab], in backward too)
-    keep = torch.arange(P - 1, P + C - 1, device=device)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=keep).logits
+    keep = torch.arange(R - 1, R + C - 1, device=device)
+    logits = model(input_ids=ids[:, n:], attention_mask=mask, position_ids=pos[:, n:], past_key_values=cache,
+                   use_cache=cache is not None, logits_to_keep=keep).logits
     logits = logits.float() / temperature
-    target = ids[:, P:]
+    target = ids[:, n + R:]
     return logits.gather(-1, target[..., None]).squeeze(-1) - torch.logsumexp(logits, -1)
 
 
@@ -137,6 +155,33 @@ def micro_batch_loss(policy, seqs: list[TrainSeq], cfg: Config, n_seqs: int, n_t
     return obj.aggregate(loss_t, mask, cfg.algorithm, cfg.rollout_max_new_tokens, n_seqs, n_tokens), st
 
 
+def micro_batches(seqs: list[TrainSeq], size: int) -> list[list[TrainSeq]]:
+    """Cut a step's sequences into micro-batches of at most `size`, one prompt each (a group's
+    rollouts share it, and sequence_logprobs runs a shared prompt once), each run of one prompt
+    cut where that computes the fewest positions: a micro-batch costs its prompt once plus rows x
+    its longest completion (the shorter rows are padded), so rollouts of similar length go
+    together. The step's loss and gradient are sums over micro-batches: the cut changes only
+    float summation order."""
+    by_prompt: dict[tuple, list[TrainSeq]] = {}
+    for s in seqs:
+        by_prompt.setdefault(tuple(s.prompt_ids), []).append(s)
+    out = []
+    for prompt, run in by_prompt.items():
+        run = sorted(run, key=lambda s: len(s.ids))
+        best, cut = [0] + [math.inf] * len(run), [0] * (len(run) + 1)
+        for j in range(1, len(run) + 1):  # best[j]: cheapest cover of run[:j]; the last batch is run[i:j]
+            for i in range(max(0, j - size), j):
+                cost = best[i] + len(prompt) + (j - i) * len(run[j - 1].ids)
+                if cost < best[j]:
+                    best[j], cut[j] = cost, i
+        j, batches = len(run), []
+        while j:
+            batches.append(run[cut[j]:j])
+            j = cut[j]
+        out += batches[::-1]
+    return out
+
+
 def update(policy, opt, seqs: list[TrainSeq], cfg: Config) -> dict:
     """One optimizer step over all `seqs` (gradient accumulation). Skips it if non-finite."""
     params = [p for p in policy.model.parameters() if p.requires_grad]
@@ -154,8 +199,8 @@ def update(policy, opt, seqs: list[TrainSeq], cfg: Config) -> dict:
         return out
     policy.model.train()
     total, ws, acc = 0.0, [], {}
-    for i in range(0, len(work), cfg.micro_batch_size):
-        loss, st = micro_batch_loss(policy, work[i:i + cfg.micro_batch_size], cfg, n_seqs, n_tokens)
+    for batch in micro_batches(work, cfg.micro_batch_size):
+        loss, st = micro_batch_loss(policy, batch, cfg, n_seqs, n_tokens)
         loss.backward()
         total += float(loss.detach())
         ws.append(st.pop("w"))

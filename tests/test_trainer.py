@@ -242,3 +242,58 @@ def test_tis_objective_weights_each_token_by_its_truncated_trainer_over_sampler_
     _, g_off, st = _lora_grad(policy, seq, Config(**{**cfg.to_dict(), "tis_cap": 0.0}))
     torch.testing.assert_close(g_off, g_tis, rtol=1e-4, atol=1e-6)
     assert st["tis_sum"] == len(seq.ids)
+
+
+def _logp_and_grad(policy, seqs, share):
+    from aipo_lite.trainer import sequence_logprobs
+    policy.model.zero_grad(set_to_none=True)
+    logp = sequence_logprobs(policy.model, seqs, 1.0, policy.device, share_prefix=share)
+    live = torch.tensor([[i < len(s.ids) for i in range(logp.shape[1])] for s in seqs], device=logp.device)
+    (logp * live).sum().backward()
+    grad = torch.cat([p.grad.flatten().float() for p in policy.model.parameters() if p.requires_grad])
+    return logp.detach().float().cpu() * live.cpu(), grad.cpu()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_shared_prefix_forward_gives_the_same_logprobs_and_lora_gradient(tiny_model_dir, dtype):
+    """The prompt prefix all rows share runs once and is expanded: same log-probs, same gradient
+    (fp32: to float rounding; bf16: within twice the bf16 model's own deviation from fp32)."""
+    from aipo_lite.prompts import agent_free_prompt
+    from aipo_lite.views import TrainSeq
+
+    def seqs_for(policy):
+        tok = policy.tokenizer
+        out = []
+        for q, a in [("What is 2 + 3?", "2 + 3 = 5.\nAnswer: 5"), ("What is 12 + 30 - 4?", "12 + 30 = 42."),
+                     ("What is 7 + 6 + 1?", "7 + 6 = 13. 13 + 1 = 14.\nAnswer: 14")]:
+            p, ids = tok.encode(agent_free_prompt(tok, q), add_special_tokens=False), tok.encode(a, add_special_tokens=False)
+            out.append(TrainSeq(p, ids, [Prov.POLICY] * len(ids), [0.0] * len(ids), [True] * len(ids), [-1] * len(ids)))
+        return out
+
+    from test_policy import _tiny_lora_policy
+    policy = _tiny_lora_policy(tiny_model_dir, dtype, scale=0.1)
+    seqs = seqs_for(policy)
+    lp_shared, g_shared = _logp_and_grad(policy, seqs, True)
+    lp_plain, g_plain = _logp_and_grad(policy, seqs, False)
+    if dtype == "float32":
+        torch.testing.assert_close(lp_shared, lp_plain, rtol=0, atol=1e-5)
+        assert (g_shared - g_plain).norm() <= 1e-5 * g_plain.norm()  # summation order only
+        return
+    exact = _tiny_lora_policy(tiny_model_dir, "float32", scale=0.1)
+    lp_exact, g_exact = _logp_and_grad(exact, seqs, False)
+    assert (lp_shared - lp_plain).abs().max() <= 2 * (lp_plain - lp_exact).abs().max()
+    assert (g_shared - g_plain).norm() <= 2 * (g_plain - g_exact).norm()
+
+
+def test_micro_batches_keep_one_prompt_each_and_group_similar_lengths():
+    from aipo_lite.trainer import micro_batches
+    from aipo_lite.views import TrainSeq
+
+    def seq(prompt, n):
+        return TrainSeq(list(prompt), [7] * n, [Prov.POLICY] * n, [0.0] * n, [True] * n, [-1] * n)
+    seqs = [seq((1, 2, 3), n) for n in (40, 3, 4, 41, 5, 39)] + [seq((1, 2, 4), n) for n in (9, 9)]
+    batches = micro_batches(seqs, 4)
+    assert sorted(id(s) for b in batches for s in b) == sorted(id(s) for s in seqs)  # each once
+    assert all(len(b) <= 4 and len({tuple(s.prompt_ids) for s in b}) == 1 for b in batches)
+    lengths = sorted(sorted(len(s.ids) for s in b) for b in batches)
+    assert lengths == [[3, 4, 5], [9, 9], [39, 40, 41]]  # short and long rollouts apart
