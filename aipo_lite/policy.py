@@ -55,11 +55,11 @@ class Policy:
         its LoRA-wrapped weights are rewritten in place (W + scale * B A), not re-copied."""
         if not self.has_lora or self.config.load_in_4bit:
             return self.model
-        if self._merged is None:
-            merged = copy.deepcopy(self.model).merge_and_unload()
+        if self._merged is None:  # the base's copy, then the same merge as after every update
+            merged = copy.deepcopy(self.model).unload()
             merged.requires_grad_(False).eval()
-            self._merged = (self.version, merged)
-        elif self._merged[0] != self.version:
+            self._merged = (-1, merged)
+        if self._merged[0] != self.version:
             _remerge(self.model, self._merged[1])
             self._merged = (self.version, self._merged[1])
         return self._merged[1]
