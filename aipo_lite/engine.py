@@ -103,29 +103,9 @@ def _record(r: Row, t: int, prov: int, logp: float, entropy: float) -> None:
     r.entropies.append(entropy)
 
 
-@torch.no_grad()
-def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: float = 1.0,
-        on_token: Hook | None = None, watch_ids: torch.Tensor | None = None,
-        generator: torch.Generator | int | None = None, share_prefix: bool = True) -> dict:
-    """Decode all rows to completion (in place). Returns step/token counts.
-
-    on_token(row) is called after a row receives a token whose id is in `watch_ids` (default:
-    tokens that can end a line, a tag or a brace), or after the last forced token; it may
-    queue forced tokens or set row.finished. EOS ends a row (unless row.state['intercept_eos']
-    and the hook, called with row.state['at_eos'] set, queues forced tokens: then the EOS is
-    dropped and they are fed instead); so does reaching max_new_tokens sampled tokens (once
-    any queued forced tokens are in). `generator`: a torch.Generator on any device or an int
-    seed (see device_generator).
-    """
-    device = next(model.parameters()).device
-    generator = device_generator(generator, device)
-    eos = tokenizer.eos_token_id
-    watch = set((watch_ids if watch_ids is not None else _watch_ids(tokenizer)).tolist())
-    live = [r for r in rows if not r.finished]
-    stats = {"steps": 0, "policy_tokens": 0, "forced_tokens": 0}
-    if not live:
-        return stats
-    # prefill: [pad][prefix of the row's group (cached once per group)][pad][rest of prompt]
+def _prefill(model, tokenizer, live: list[Row], share_prefix: bool, device):
+    """Run the rows' prompts: (cache, last-position logits, attention mask, next positions).
+    Layout [pad][prefix of the row's group (cached once per group)][pad][rest of prompt]."""
     enc = [r.prompt_ids for r in live]
     groups = prefix_groups(enc) if share_prefix and len(enc) > 1 else [(list(range(len(enc))), 0)]
     n_prefix = max(n for _, n in groups)
@@ -145,8 +125,38 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
         _prefix_cache(model, ids, groups, n_prefix, cache)
     out = model(input_ids=ids[:, n_prefix:], attention_mask=mask, position_ids=pos[:, n_prefix:],
                 past_key_values=cache, use_cache=True, logits_to_keep=last_position(width - n_prefix, device))
-    cache, logits = out.past_key_values, out.logits[:, -1]
-    next_pos = pos[:, -1] + 1
+    return out.past_key_values, out.logits[:, -1], mask, pos[:, -1] + 1
+
+
+@torch.no_grad()
+def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: float = 1.0,
+        on_token: Hook | None = None, watch_ids: torch.Tensor | None = None,
+        generator: torch.Generator | int | None = None, share_prefix: bool = True,
+        max_batch: int | None = None, on_finish: Callable[[Row], None] | None = None) -> dict:
+    """Decode all rows to completion (in place). Returns step/token counts.
+
+    on_token(row) is called after a row receives a token whose id is in `watch_ids` (default:
+    tokens that can end a line, a tag or a brace), or after the last forced token; it may
+    queue forced tokens or set row.finished. EOS ends a row (unless row.state['intercept_eos']
+    and the hook, called with row.state['at_eos'] set, queues forced tokens: then the EOS is
+    dropped and they are fed instead); so does reaching max_new_tokens sampled tokens (once
+    any queued forced tokens are in). `generator`: a torch.Generator on any device or an int
+    seed (see device_generator). `max_batch`: decode at most this many rows at once; once a
+    quarter of the slots are free, waiting rows are prefilled and join the running batch
+    (continuous batching), so late steps do not run a nearly empty batch. on_finish(row) is
+    called once a row is done.
+    """
+    device = next(model.parameters()).device
+    generator = device_generator(generator, device)
+    eos = tokenizer.eos_token_id
+    watch = set((watch_ids if watch_ids is not None else _watch_ids(tokenizer)).tolist())
+    waiting = [r for r in rows if not r.finished]
+    stats = {"steps": 0, "policy_tokens": 0, "forced_tokens": 0}
+    if not waiting:
+        return stats
+    size = max_batch or len(waiting)
+    live, waiting = waiting[:size], waiting[size:]
+    cache, logits, mask, next_pos = _prefill(model, tokenizer, live, share_prefix, device)
 
     while live:
         tok, logp, ent = _sample(logits, temperature, top_p, generator)
@@ -185,19 +195,41 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
             feed.append(t)
         stats["steps"] += 1
         keep = [b for b, r in enumerate(live) if not r.finished]
-        if not keep:
-            break
+        if on_finish:
+            for r in live:
+                if r.finished:
+                    on_finish(r)
         if len(keep) < len(live):
-            idx = torch.tensor(keep, device=device)
+            idx = torch.tensor(keep, device=device, dtype=torch.long)
             cache.batch_select_indices(idx)
             mask, next_pos = mask[idx], next_pos[idx]
             live, feed = [live[b] for b in keep], [feed[b] for b in keep]
-        mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
-        out = model(input_ids=torch.tensor(feed, device=device)[:, None], attention_mask=mask,
-                    position_ids=next_pos[:, None], past_key_values=cache, use_cache=True)
-        cache, logits = out.past_key_values, out.logits[:, -1]
-        next_pos = next_pos + 1
+        if live:
+            mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
+            out = model(input_ids=torch.tensor(feed, device=device)[:, None], attention_mask=mask,
+                        position_ids=next_pos[:, None], past_key_values=cache, use_cache=True)
+            cache, logits = out.past_key_values, out.logits[:, -1]
+            next_pos = next_pos + 1
+        if waiting and len(live) <= size - max(1, size // 4):
+            new, waiting = waiting[:size - len(live)], waiting[size - len(live):]
+            c, l, m, p = _prefill(model, tokenizer, new, share_prefix, device)
+            if live:
+                lead = int((mask.cumsum(1) == 0).sum(1).min())  # columns masked for every row
+                if lead:  # (rows that came in long ago have left): the cache stays as short as it can
+                    cache.drop_left(lead)
+                    mask = mask[:, lead:]
+                cache.join(c)
+                width = max(mask.shape[1], m.shape[1])
+                mask = torch.cat([_left_pad(mask, width), _left_pad(m, width)])
+                logits, next_pos = torch.cat([logits, l]), torch.cat([next_pos, p])
+            else:
+                cache, logits, mask, next_pos = c, l, m, p
+            live += new
     return stats
+
+
+def _left_pad(mask: torch.Tensor, width: int) -> torch.Tensor:
+    return torch.cat([mask.new_zeros((mask.shape[0], width - mask.shape[1])), mask], dim=1)
 
 
 def last_position(length: int, device) -> torch.Tensor:

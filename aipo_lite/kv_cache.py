@@ -49,8 +49,38 @@ class GrowingLayer(DynamicLayer):
             self.keys, self.values = self._k[:, :, :self.n], self._v[:, :, :self.n]
 
 
+    def drop_left(self, k: int) -> None:
+        """Forget the first k positions (masked for every row): a view, no copy."""
+        self._k, self._v, self.n = self._k[:, :, k:], self._v[:, :, k:], self.n - k
+        self.keys, self.values = self._k[:, :, :self.n], self._v[:, :, :self.n]
+
+    def join(self, other: "GrowingLayer") -> None:
+        """Append other's rows; the shorter side is left-padded with zeros (masked positions)."""
+        width = max(self.n, other.n)
+        room = max(self._k.shape[-2] - self.n, other._k.shape[-2] - other.n)
+        b1 = self._k.shape[0]
+        bufs = []
+        for mine, theirs in ((self._k, other._k), (self._v, other._v)):
+            buf = mine.new_zeros((b1 + theirs.shape[0], mine.shape[1], width + room, mine.shape[-1]))
+            buf[:b1, :, width - self.n:width] = mine[:, :, :self.n]
+            buf[b1:, :, width - other.n:width] = theirs[:, :, :other.n]
+            bufs.append(buf)
+        self._k, self._v = bufs
+        self.n = width
+        self.keys, self.values = self._k[:, :, :width], self._v[:, :, :width]
+
+
 class GrowingCache(DynamicCache):
-    """DynamicCache whose layers reserve `room` more positions than they are first given."""
+    """DynamicCache whose layers reserve `room` more positions than they are first given, and
+    that can take in the rows of another (continuous batching: engine.run's max_batch)."""
 
     def __init__(self, num_layers: int, room: int):
         Cache.__init__(self, layers=[GrowingLayer(room) for _ in range(num_layers)])
+
+    def join(self, other: "GrowingCache") -> None:
+        for mine, theirs in zip(self.layers, other.layers):
+            mine.join(theirs)
+
+    def drop_left(self, k: int) -> None:
+        for layer in self.layers:
+            layer.drop_left(k)

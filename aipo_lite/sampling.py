@@ -60,27 +60,26 @@ def sample(model, tokenizer, prompts: list[str], n: int = 1, temperature: float 
     out: list[list[Completion | None]] = [[None] * n for _ in prompts]
     stats = SamplingStats(batch_size=batch_size)
 
-    def stop(row: engine.Row) -> None:
-        if COMMITTED.search(tokenizer.decode(row.ids, skip_special_tokens=True)):
-            row.finished = "stop"
-
     was_training = model.training
     model.eval()
     start = time.perf_counter()
     bar = tqdm(total=len(order), desc=desc, unit="seq", disable=not progress)
-    for b in range(0, len(order), batch_size):
-        chunk = order[b:b + batch_size]
-        rows = [engine.Row(encoded[i], max_new_tokens) for i, _ in chunk]
-        engine.run(model, tokenizer, rows, temperature, top_p, on_token=stop if stop_after_answer else None,
-                   watch_ids=line_ender_ids(tokenizer), generator=generator)
-        for (i, j), row in zip(chunk, rows):
-            text = tokenizer.decode(row.ids, skip_special_tokens=True)
-            out[i][j] = Completion(text, len(row.ids), row.finished in ("eos", "stop"))
-            stats.generated_tokens += len(row.ids)
-        stats.sequences += len(chunk)
-        stats.seconds = time.perf_counter() - start
-        bar.update(len(chunk))
-        bar.set_postfix(tok_s=f"{stats.tokens_per_s:.0f}")
+    rows = [engine.Row(encoded[i], max_new_tokens) for i, _ in order]
+
+    def stop(row: engine.Row) -> None:
+        if COMMITTED.search(tokenizer.decode(row.ids, skip_special_tokens=True)):
+            row.finished = "stop"
+
+    # one decode loop over all rows: `batch_size` at a time, finished rows' slots refilled
+    engine.run(model, tokenizer, rows, temperature, top_p, on_token=stop if stop_after_answer else None,
+               watch_ids=line_ender_ids(tokenizer), generator=generator, max_batch=batch_size,
+               on_finish=lambda row: bar.update(1))
+    for (i, j), row in zip(order, rows):
+        out[i][j] = Completion(tokenizer.decode(row.ids, skip_special_tokens=True), len(row.ids),
+                               row.finished in ("eos", "stop"))
+        stats.generated_tokens += len(row.ids)
+    stats.sequences = len(rows)
+    stats.seconds = time.perf_counter() - start
     bar.close()
     model.train(was_training)
     return out, stats  # type: ignore[return-value]
