@@ -230,9 +230,10 @@ def _check(ok: bool, name: str, value: Any, why: str) -> None:
 
 # Presets. `demo` is what `make demo` runs on a 2-core CPU; `smoke` is for tests.
 PROFILES: dict[str, dict] = {
-    "demo": dict(eval_problems_per_tier=20, eval_n=8, eval_ks=[1, 2, 4, 8], probe_problems_per_tier=8,
-                 train_tiers=["add3", "expr3"], train_steps=16, prompts_per_step=4, rollout_max_new_tokens=48,
-                 train_eval_every=4, checkpoint_every=4, log_completions_every=4, boundary_problems_per_tier=6),
+    "demo": dict(eval_problems_per_tier=10, eval_n=8, eval_ks=[1, 2, 4, 8], probe_problems_per_tier=6,
+                 train_tiers=["add3", "expr3"], train_steps=10, prompts_per_step=4, rollout_max_new_tokens=48,
+                 train_eval_every=5, checkpoint_every=5, log_completions_every=5, boundary_problems_per_tier=6,
+                 boundary_n=32),
     "smoke": dict(eval_tiers=["add1d", "add3"], eval_problems_per_tier=2, eval_n=2, eval_ks=[1, 2],
                   eval_max_new_tokens=24, bootstrap_samples=50, probe_problems_per_tier=1, g_ind=2,
                   g_asst=2, rollout_max_new_tokens=24, train_tiers=["add1d", "add3"], heldout_tiers=["add3"],

@@ -22,7 +22,7 @@ from .config import Config
 from .engine import Prov
 from .evaluation import EvalResult, pass_at_k
 from .policy import load_policy
-from .trainer import agent_tokens, sequence_logprobs, train
+from .trainer import agent_tokens, micro_batches, sequence_logprobs, train
 
 
 def arm_config(cfg: Config, arm: str, root: str | Path, **overrides) -> Config:
@@ -82,25 +82,29 @@ def solved_table(base: EvalResult, trained: EvalResult, k: int) -> dict[str, dic
 def weight_probe(policy, seqs, cfg: Config) -> dict[str, dict]:
     """For one batch of training sequences: each agent-weight mode's weights on the real agent
     tokens and the LoRA gradient norm of the agent-token loss alone (advantage +1, mean over
-    agent tokens; micro-batches of cfg.micro_batch_size)."""
+    agent tokens). One forward per micro-batch (trainer.micro_batches) serves all modes: each
+    mode's backward keeps the graph and its gradient is summed into its own buffer."""
     dev = policy.device
+    params = [p for p in policy.model.parameters() if p.requires_grad]
     n_total = sum(k == Prov.AGENT for s in seqs for k in s.kind)
     eps_hi = obj.eps_high(cfg.algorithm, cfg.clip_eps_low, cfg.clip_eps_high)
-    out = {}
-    for mode in obj.WEIGHTS:
-        policy.model.zero_grad(set_to_none=True)
-        probs, ws = [], []
-        for i in range(0, len(seqs), cfg.micro_batch_size):
-            chunk = seqs[i:i + cfg.micro_batch_size]
-            logp = sequence_logprobs(policy.model, chunk, cfg.rollout_temperature, dev)
-            agent, span = agent_tokens(chunk, dev)
-            lp, sp = logp[agent], span[agent]
+    grads = {mode: [torch.zeros_like(p, dtype=torch.float32) for p in params] for mode in obj.WEIGHTS}
+    probs, ws = [], {mode: [] for mode in obj.WEIGHTS}
+    for chunk in micro_batches(seqs, cfg.micro_batch_size):
+        logp = sequence_logprobs(policy.model, chunk, cfg.rollout_temperature, dev)
+        agent, span = agent_tokens(chunk, dev)
+        lp, sp = logp[agent], span[agent]
+        probs.append(lp.detach().exp().cpu())
+        for i, mode in enumerate(obj.WEIGHTS):
             loss, w = obj.agent_token_loss(lp, sp, torch.ones_like(lp), mode, cfg.agent_w_min, cfg.agent_w_max,
                                            cfg.luffy_gamma, cfg.clip_eps_low, eps_hi)
-            (loss.sum() / max(n_total, 1)).backward()
-            probs.append(lp.detach().exp().cpu())
-            ws.append(w.cpu())
-        norm = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in policy.model.parameters() if p.grad is not None))
-        out[mode] = {"prob": torch.cat(probs), "w": torch.cat(ws), "grad_norm": float(norm)}
-    policy.model.zero_grad(set_to_none=True)
-    return out
+            got = torch.autograd.grad(loss.sum() / max(n_total, 1), params, retain_graph=i + 1 < len(obj.WEIGHTS),
+                                      allow_unused=True)
+            for acc, g in zip(grads[mode], got):
+                if g is not None:
+                    acc += g.float()
+            ws[mode].append(w.cpu())
+    prob = torch.cat(probs)
+    return {mode: {"prob": prob, "w": torch.cat(ws[mode]),
+                   "grad_norm": float(torch.sqrt(sum((g ** 2).sum() for g in grads[mode])))}
+            for mode in obj.WEIGHTS}
