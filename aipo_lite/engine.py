@@ -1,7 +1,8 @@
 """The decode loop behind every rollout: batched sampling with per-row interruptions.
 
 One step feeds one token per live row through the model (KV cache: kv_cache.GrowingCache,
-a DynamicCache that writes each step's column in place instead of re-concatenating). A row either samples its next token from the policy or, when it has
+a DynamicCache that writes each step's column in place). A row either samples its next
+token from the policy or, when it has
 *forced* tokens queued (an agent's feedback, its tags, a replayed prefix), consumes the next
 forced token instead. So a row that pauses to consult an agent never stalls the batch: its
 feedback flows in one token per step while the other rows keep sampling, and the policy's

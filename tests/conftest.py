@@ -35,6 +35,17 @@ def real_policy(real_policies):
     return real_policies("auto")
 
 
+def fill_lora(model, b_scale: float, seed: int = 0) -> None:
+    """Seeded values for every LoRA A and B (peft draws A at random), so policies loaded in
+    different dtypes carry the same adapter and the merged sampler differs from the base."""
+    import torch
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * (b_scale if "lora_B" in name else p.shape[1] ** -0.5))
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A tiny randomly initialised Llama with SmolLM2's tokenizer (plumbing tests only)."""

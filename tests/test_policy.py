@@ -11,6 +11,7 @@ from aipo_lite.prompts import agent_free_prompt
 from aipo_lite.rewards import score
 from aipo_lite.sampling import sample
 from aipo_lite.tasks import load_tasks
+from conftest import fill_lora
 
 
 def _lora_grads(policy, batch):
@@ -102,11 +103,7 @@ def test_sampling_is_seeded(real_policy):
 
 def _tiny_lora_policy(model_dir, dtype, scale=0.5):
     policy = load_policy(Config(model=model_dir, lora_r=4, dtype=dtype))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in policy.model.named_parameters():  # A and B: peft draws A at random
-            if "lora_" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * (scale if "lora_B" in name else p.shape[1] ** -0.5))
+    fill_lora(policy.model, scale)
     policy.mark_updated()
     return policy
 

@@ -20,6 +20,8 @@ from aipo_lite.tasks import load_tasks
 from aipo_lite.trainer import assign_advantages, sequence_logprobs, update
 from aipo_lite.views import to_train_seqs
 
+from conftest import fill_lora
+
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
 
@@ -33,11 +35,7 @@ def lora_policies():
         if dtype not in cache:
             cfg = Config.from_profile("smoke", lora_r=4, rollout_max_new_tokens=20, g_ind=2, g_asst=2, dtype=dtype)
             policy = load_policy(cfg)
-            gen = torch.Generator().manual_seed(0)
-            with torch.no_grad():
-                for name, p in policy.model.named_parameters():  # A and B: peft draws A at random
-                    if "lora_" in name:
-                        p.copy_(torch.randn(p.shape, generator=gen) * (0.02 if "lora_B" in name else p.shape[1] ** -0.5))
+            fill_lora(policy.model, 0.02)
             policy.mark_updated()
             cache[dtype] = policy
         return cache[dtype]
