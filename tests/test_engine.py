@@ -25,9 +25,11 @@ def _last_logits(model, ids: list[int]) -> torch.Tensor:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("static", [False, True], ids=["eager", "static"])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_greedy_decoding_matches_transformers_generate(real_policies, dtype):
-    """fp32: token for token. bf16: token for token until a near tie, i.e. a position where the
+def test_greedy_decoding_matches_transformers_generate(real_policies, dtype, static):
+    """Both decode paths (eager, shrinking batch: the CPU default; static slots: the CUDA one,
+    graph-captured there, eager here). fp32: token for token. bf16: token for token until a near tie, i.e. a position where the
     two choices' fp32 logits differ by less than twice the bf16 model's own rounding error there
     (its largest logit deviation from fp32): batched and one-at-a-time bf16 kernels round
     differently, so either may take either token. A wrong cache, mask or position would diverge
@@ -40,7 +42,7 @@ def test_greedy_decoding_matches_transformers_generate(real_policies, dtype):
     prompts += [tok.encode(assisted_prompt(tok, t.question), add_special_tokens=False) for t in tasks[:2]]
     assert len(engine.prefix_groups(prompts)) == 2
     rows = [Row(p, 20) for p in prompts]
-    engine.run(model, tok, rows, temperature=0)
+    engine.run(model, tok, rows, temperature=0, static_step=static)
     identical = 0
     for p, row in zip(prompts, rows):  # one at a time: no padding, no shared prefix
         ref = _generate_greedy(model, p, 20)
@@ -57,11 +59,16 @@ def test_greedy_decoding_matches_transformers_generate(real_policies, dtype):
     assert identical >= len(rows) // 2
 
 
-def test_forced_tokens_provenance_and_logprobs(tiny_model_dir):
+@pytest.mark.parametrize("static", [False, True], ids=["eager", "static"])
+def test_forced_tokens_provenance_and_logprobs(tiny_model_dir, static):
+    """Forced tokens mid-sequence, on both decode paths; the feedback is longer than the room a
+    static batch is first given (max_new_tokens + 16), so the static step must grow."""
     policy = load_policy(Config(model=tiny_model_dir, lora_r=0, dtype="float32"))
     tok, model = policy.tokenizer, policy.model
     prompt = tok.encode("Question: 1 + 1?", add_special_tokens=False)
-    forced = tok.encode("<feedback>Next: 1 + 1 = 2.</feedback>", add_special_tokens=False)
+    forced = tok.encode("<feedback>Next: 1 + 1 = 2. Then 2 + 2 = 4, 4 + 4 = 8 and 8 + 8 = 16.</feedback>",
+                        add_special_tokens=False)
+    assert len(forced) > 12 + 16
 
     def inject(row):  # after the 3rd policy token, feed the feedback (once)
         if len(row.ids) == 3 and not row.state.get("done"):
@@ -70,7 +77,7 @@ def test_forced_tokens_provenance_and_logprobs(tiny_model_dir):
 
     rows = [Row(prompt, 12, state={"every_token": True}), Row(prompt[:-1], 12)]
     engine.run(model, tok, rows, temperature=1.0, on_token=inject, generator=0,
-               watch_ids=torch.tensor([], dtype=torch.long))
+               watch_ids=torch.tensor([], dtype=torch.long), static_step=static)
     r = rows[0]
     assert r.prov[:3] == [Prov.POLICY] * 3 and r.ids[3:3 + len(forced)] == forced
     assert r.prov[3:3 + len(forced)] == [Prov.AGENT] * len(forced)
@@ -134,10 +141,12 @@ def test_every_sampling_entry_point_takes_a_seed_or_a_generator_on_either_device
 
 
 @pytest.mark.slow
-def test_continuous_batching_refills_slots_and_still_matches_generate(real_policies):
-    """max_batch < rows: finished rows' slots are refilled with waiting rows (prompts of other
-    lengths, so either side of the join is left-padded); fp32 greedy output still equals
-    generate() row by row, and every row finishes exactly once."""
+@pytest.mark.parametrize("static", [False, True], ids=["eager", "static"])
+def test_continuous_batching_refills_slots_and_still_matches_generate(real_policies, static):
+    """max_batch < rows: eager: finished rows' slots are refilled with waiting rows (prompts of
+    other lengths, so either side of the join is left-padded); static: batches of max_batch rows
+    one after another. fp32 greedy output still equals generate() row by row, and every row
+    finishes exactly once."""
     policy = real_policies("float32")
     tok, model = policy.tokenizer, policy.sampler()
     tasks = load_tasks("synth", "test", tiers=["add1d", "units", "expr3"], limit_per_tier=3)
@@ -145,7 +154,7 @@ def test_continuous_batching_refills_slots_and_still_matches_generate(real_polic
     prompts += [tok.encode(assisted_prompt(tok, t.question), add_special_tokens=False) for t in tasks[:2]]
     rows = [Row(p, 4 + 3 * (i % 4)) for i, p in enumerate(prompts)]  # different lengths: slots free early
     done = []
-    engine.run(model, tok, rows, temperature=0, max_batch=3, on_finish=done.append)
+    engine.run(model, tok, rows, temperature=0, max_batch=3, on_finish=done.append, static_step=static)
     assert sorted(map(id, done)) == sorted(map(id, rows))
     for p, row in zip(prompts, rows):
         assert row.ids == _generate_greedy(model, p, row.max_new_tokens), tok.decode(row.ids)

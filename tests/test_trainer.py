@@ -254,8 +254,10 @@ def _logp_and_grad(policy, seqs, share):
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_shared_prefix_forward_gives_the_same_logprobs_and_lora_gradient(tiny_model_dir, dtype):
-    """The prompt prefix all rows share runs once and is expanded: same log-probs, same gradient
-    (fp32: to float rounding; bf16: within twice the bf16 model's own deviation from fp32)."""
+    """The prompt prefix all rows share runs once and is expanded: same log-probs, same gradient,
+    up to the summation order: within twice the model's own rounding, measured against the same
+    computation one precision up (fp32 against fp64, bf16 against fp32). A constant bound (1e-5
+    relative) held on CPU but not on an H100, whose fp32 kernels split sums differently by shape."""
     from aipo_lite.prompts import agent_free_prompt
     from aipo_lite.views import TrainSeq
 
@@ -273,11 +275,9 @@ def test_shared_prefix_forward_gives_the_same_logprobs_and_lora_gradient(tiny_mo
     seqs = seqs_for(policy)
     lp_shared, g_shared = _logp_and_grad(policy, seqs, True)
     lp_plain, g_plain = _logp_and_grad(policy, seqs, False)
-    if dtype == "float32":
-        torch.testing.assert_close(lp_shared, lp_plain, rtol=0, atol=1e-5)
-        assert (g_shared - g_plain).norm() <= 1e-5 * g_plain.norm()  # summation order only
-        return
     exact = _tiny_lora_policy(tiny_model_dir, "float32", scale=0.1)
+    if dtype == "float32":
+        exact.model.double()
     lp_exact, g_exact = _logp_and_grad(exact, seqs, False)
     assert (lp_shared - lp_plain).abs().max() <= 2 * (lp_plain - lp_exact).abs().max()
     assert (g_shared - g_plain).norm() <= 2 * (g_plain - g_exact).norm()
