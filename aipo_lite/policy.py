@@ -191,7 +191,7 @@ def use_deterministic_kernels(on: bool) -> None:
     warns instead of failing (warn_only)."""
     if on:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(on, warn_only=True)
+    torch.use_deterministic_algorithms(on)
 
 
 def load_policy(cfg: Config) -> Policy:
