@@ -1,12 +1,15 @@
 """Bottleneck detection: when should an assisted rollout pause and consult an agent?
 
-Three triggers (METHODS.md §3), checked after every sampled token of an assisted rollout:
+Three triggers (METHODS.md §3), checked at every line end (and closing '>') of an assisted
+rollout, so a detector-triggered consult always lands at a line boundary, never mid-word:
 - `tag`: the policy closed a consult tag it was taught: </verify>, </knowledge>, </reason>.
   The tag names the agent.
 - `entropy`: the mean token entropy over the last `window` tokens exceeds
   max(tau_abs, H_init + tau_rel), where H_init is the mean entropy of the rollout's first
   `init_tokens` tokens (ARPO's uncertainty measure). Needs at least init_tokens + window
   tokens, so H_init and the window never overlap; the window restarts after each consult.
+  A spike anywhere in the line counts: the consult comes at the line's end. (Checked after
+  every token, as first built, it fired mid-word: "the number of minutes is theFact: ...".)
 - `commit`: the policy has just committed a final answer (`Answer: N` and its newline):
   verify-before-commit. The Verify agent lets a correct answer through without feedback.
 A detector-triggered consult is routed by `route`: commit -> verify; no progress yet (no
@@ -67,19 +70,23 @@ class Detector:
     use_entropy: bool = True
     verify_before_commit: bool = True
 
-    def check(self, text: str, segment_entropies: list[float], h_init: float | None) -> Trigger | None:
+    def check(self, text: str, segment_entropies: list[float], h_init: float | None,
+              since: int = 0) -> Trigger | None:
         """The trigger that fires on the rollout text so far, or None.
 
         text: the policy's text since the start of its reply (feedback included);
-        segment_entropies: entropies of the policy tokens since the last consult.
+        segment_entropies: entropies of the policy tokens since the last consult; the entropy
+        trigger looks at every window ending after the first `since` of them (the tokens of
+        the line just ended) and fires only where `text` ends a line.
         """
         m = _CLOSED_TAG.search(text)
         if m:
             return Trigger("tag", TAGS[m.group(1)], m["query"].strip())
         if self.verify_before_commit and text.endswith("\n") and _ends_with_commit(text):
             return Trigger("commit", "verify", "")
-        if self.use_entropy and entropy_fires(segment_entropies, self.window, self.init_tokens,
-                                              self.tau_abs, self.tau_rel, h_init):
+        if self.use_entropy and text.endswith("\n") and any(
+                entropy_fires(segment_entropies[:t], self.window, self.init_tokens, self.tau_abs,
+                              self.tau_rel, h_init) for t in range(since + 1, len(segment_entropies) + 1)):
             return Trigger("entropy", route(text, "entropy"), "")
         return None
 

@@ -101,9 +101,19 @@ class _Assist:
         self.close = tokenizer.encode("</feedback>\n", add_special_tokens=False)
         self.newline = tokenizer.encode("\n", add_special_tokens=False)
 
+    def _text(self, row: Row) -> str:
+        """The row's text, decoded incrementally: only the tokens since the last call (the
+        engine calls the hook at line ends and closing tags, where a character is complete; a
+        piece that still splits one falls back to decoding the whole row)."""
+        st = row.state
+        piece = self.tok.decode(row.ids[st["n_dec"]:], skip_special_tokens=True)
+        st["text"] = st["text"] + piece if "\ufffd" not in piece else self.tok.decode(row.ids, skip_special_tokens=True)
+        st["n_dec"] = len(row.ids)
+        return st["text"]
+
     def __call__(self, row: Row) -> None:
         st = row.state
-        text = self.tok.decode(row.ids, skip_special_tokens=True)
+        text = self._text(row)
         if st.get("at_eos"):  # the policy ended its reply: that is a commit too
             text += "\n"
         if st.get("text_after") is None:  # first call after a feedback block was fed in
@@ -117,7 +127,9 @@ class _Assist:
         if len(st["consults"]) < self.budget:
             if st["h_init"] is None and len(seg) >= self.detector.init_tokens:
                 st["h_init"] = sum(seg[:self.detector.init_tokens]) / self.detector.init_tokens
-            trig = self.detector.check(text, seg, st["h_init"])
+            trig = self.detector.check(text, seg, st["h_init"], since=st["checked"])
+            if text.endswith("\n"):
+                st["checked"] = len(seg)  # windows ending in this line were looked at
             if trig and trig.agent in self.agents:  # an absent agent = that role switched off
                 req = Request(st["task"], partial=text, query=trig.query, trigger=trig.kind,
                               proposed=extract_answer(text) if trig.kind == "commit" else None)
@@ -133,6 +145,7 @@ class _Assist:
                     row.forced += ([(t, Prov.TEMPLATE) for t in newline + self.open] + [(t, Prov.AGENT) for t in body]
                                    + [(t, Prov.TEMPLATE) for t in self.close])
                     st["seg_start"] = len(row.ids) + len(row.forced)
+                    st["checked"] = 0
                     st["text_after"] = None
                     return
         if COMMITTED.search(text[st["text_after"]:]) and text.endswith("\n"):
@@ -161,7 +174,7 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
         for assisted, prompt in [(False, plain)] * g_ind + [(True, asst)] * g_asst:
             row = Row(prompt_ids=prompt + prefix, max_new_tokens=max_new_tokens,
                       state={"assisted": assisted, "task": task, "consults": [], "seg_start": 0,
-                             "h_init": None, "text_after": 0, "every_token": assisted and detector.use_entropy,
+                             "h_init": None, "text_after": 0, "text": "", "n_dec": 0, "checked": 0,
                              "intercept_eos": assisted and detector.verify_before_commit})
             rows.append(row)
             meta.append((task, assisted, prompt, prefix))

@@ -52,8 +52,16 @@ def test_routing_rule():
     assert route("anything", "commit") == "verify"
     assert route("The film lasts two hours", "entropy") == "knowledge"   # no progress yet
     assert route("2 * 60 = 120. Then", "entropy") == "reasoning"
-    trig = Detector().check("Hmm, the film", [0.1] * 8 + [3.0] * 8, None)
+    trig = Detector().check("Hmm, the film lasts\n", [0.1] * 8 + [3.0] * 8, None)
     assert trig == Trigger("entropy", "knowledge", "")
+
+
+def test_entropy_consults_land_at_line_ends_and_see_the_whole_line():
+    d, spiky = Detector(), [0.1] * 8 + [3.0] * 8 + [0.1] * 8  # spike mid-line, calm at its end
+    assert d.check("Hmm, the film", spiky[:16], None) is None       # mid-line: never
+    assert d.check("Hmm, the film lasts two hours\n", spiky, None) == Trigger("entropy", "knowledge", "")
+    assert d.check("Hmm, the film lasts two hours\n", spiky, None, since=20) is None  # spike was in an earlier line
+    assert d.check("<verify>", spiky, None) is None                  # a tag's '>' is no line end
 
 
 def test_first_error_finds_false_equations_then_wrong_answers():

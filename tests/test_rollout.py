@@ -45,4 +45,8 @@ def test_group_structure_provenance_and_consults(real_policy):
                     n_agent = len(tok.encode(c.reply, add_special_tokens=False))
                     assert seg[first_agent:first_agent + n_agent] == [Prov.AGENT] * n_agent
                     assert tok.decode(r.ids[c.at + first_agent:c.at + first_agent + n_agent]) == c.reply
+                    before = tok.decode(r.ids[:c.at + first_agent])
+                    assert before.endswith("<feedback>")
+                    if c.trigger != "tag":  # a detector's consult lands at a line end, never mid-word
+                        assert before[:-len("<feedback>")].endswith("\n"), before
     assert consults > 0 and stats["forced_tokens"] > 0
