@@ -98,9 +98,16 @@ def device_generator(generator: "torch.Generator | int | None", device) -> torch
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def _room(rows: list[Row]) -> int:
-    """Positions a batch is first given beyond its prompts (forced tokens may need more)."""
-    return max(r.max_new_tokens for r in rows) + 16
+# The most rows a static batch takes when max_batch is not given: its cache holds slots x
+# capacity columns, and a slot stays until the whole batch is done.
+STATIC_MAX_SLOTS = 512
+
+
+def _room(rows: list[Row], extra: int) -> int:
+    """Positions a batch is first given beyond its prompts: sampled tokens, the caller's
+    estimate of forced ones (`extra_room`), 16 spare; the static step grows past it if needed
+    (each growth is a new graph capture)."""
+    return max(r.max_new_tokens for r in rows) + extra + 16
 
 
 def _advance(r: Row, b: int, host: list, logp: torch.Tensor, on_token, watch: set, eos: int,
@@ -147,7 +154,7 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
         on_token: Hook | None = None, watch_ids: torch.Tensor | None = None,
         generator: torch.Generator | int | None = None, share_prefix: bool = True,
         max_batch: int | None = None, on_finish: Callable[[Row], None] | None = None,
-        static_step: bool | None = None) -> dict:
+        static_step: bool | None = None, extra_room: int = 0) -> dict:
     """Decode all rows to completion (in place). Returns step/token counts.
 
     on_token(row) is called after a row receives a token whose id is in `watch_ids` (default:
@@ -161,7 +168,8 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
     (continuous batching), so late steps do not run a nearly empty batch. on_finish(row) is
     called once a row is done. `static_step` (default: on CUDA): decode on fixed slots with the
     step replayed as a CUDA graph (static_step.py); finished rows keep their slot until the
-    whole batch of `max_batch` rows is done, then the next batch is prefilled.
+    whole batch of `max_batch` rows (default STATIC_MAX_SLOTS) is done, then the next batch is
+    prefilled. `extra_room`: forced tokens a row may get (static batches are sized for them).
     """
     device = next(model.parameters()).device
     generator = device_generator(generator, device)
@@ -171,11 +179,11 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
     stats = {"steps": 0, "policy_tokens": 0, "forced_tokens": 0}
     if not waiting:
         return stats
-    size = max_batch or len(waiting)
+    static = device.type == "cuda" if static_step is None else static_step
+    size = max_batch or (min(len(waiting), STATIC_MAX_SLOTS) if static else len(waiting))
     live, waiting = waiting[:size], waiting[size:]
     cache, logits, mask, next_pos = prefill(model, tokenizer, live, share_prefix, device)
-    static = device.type == "cuda" if static_step is None else static_step
-    step = StaticStep(model, cache, mask, next_pos, _room(live), graph=True) if static else None
+    step = StaticStep(model, cache, mask, next_pos, _room(live, extra_room), graph=True) if static else None
 
     while live:
         tok, logp, ent = _sample(logits, temperature, top_p, generator)
@@ -197,12 +205,13 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
             on_finish(r)
         if step is not None:  # fixed slots: a batch runs until all its rows are done
             if any(not r.finished for r in live):
+                logits = None  # the last graph output: if the step grows, its old pool can go
                 logits = step(feed)
                 continue
             live, waiting = waiting[:size], waiting[size:]
             if live:
                 cache, logits, mask, next_pos = prefill(model, tokenizer, live, share_prefix, device)
-                step = StaticStep(model, cache, mask, next_pos, _room(live), graph=True)
+                step = StaticStep(model, cache, mask, next_pos, _room(live, extra_room), graph=True)
             continue
         keep = [b for b, r in enumerate(live) if not r.finished]
         if len(keep) < len(live):

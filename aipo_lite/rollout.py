@@ -45,6 +45,11 @@ def assisted_prompt(tokenizer, question: str, style: str = "one_shot") -> str:
     return render(tokenizer, messages)
 
 
+# Forced tokens one consult may add (<feedback>, a rule agent's one-line reply, </feedback>):
+# sizes the static decode batch on CUDA (engine.run's extra_room) so it rarely has to grow.
+FEEDBACK_ROOM = 40
+
+
 @dataclass
 class Consult:
     at: int            # index in the generated tokens where the feedback starts
@@ -179,7 +184,8 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
             rows.append(row)
             meta.append((task, assisted, prompt, prefix))
     stats = engine.run(policy.sampler(), tok, rows, temperature=temperature, top_p=top_p,
-                       on_token=hook, generator=generator)
+                       on_token=hook, generator=generator,
+                       extra_room=FEEDBACK_ROOM * consult_budget if g_asst else 0)
     groups: dict[str, list[Rollout]] = {t.id: [] for t in tasks}
     for row, (task, assisted, prompt, prefix) in zip(rows, meta):
         ids = [*prefix, *row.ids]
