@@ -100,14 +100,13 @@ class RuleKnowledge:
 
     def __init__(self, knowledge: list[str] | None = None):
         self.knowledge = knowledge if knowledge is not None else [r["text"] for r in load_knowledge()]
+        self._indexes: dict[tuple[str, ...], tuple[list[str], object]] = {}
 
     def respond(self, req: Request) -> str | None:
         import bm25s
-        corpus = list(dict.fromkeys(list(req.task.facts) + self.knowledge))
+        corpus, retriever = self._index(tuple(req.task.facts))
         if not corpus:
             return None
-        retriever = bm25s.BM25()
-        retriever.index(bm25s.tokenize(corpus, stemmer=_stem, show_progress=False), show_progress=False)
         query = req.query or f"{req.task.question} {req.partial}"
         docs, scores = retriever.retrieve(bm25s.tokenize([query], stemmer=_stem, show_progress=False),
                                           k=1, show_progress=False)
@@ -115,6 +114,19 @@ class RuleKnowledge:
         if score <= 0 and req.task.facts:  # nothing matched: the task's own first fact
             best = 0
         return f"Fact: {corpus[best]}"
+
+    def _index(self, facts: tuple[str, ...]):
+        """The BM25 index of the task's facts + the knowledge base, built once per fact set
+        (it was built per request: a consult's largest cost in a batch of assisted rows)."""
+        if facts not in self._indexes:
+            import bm25s
+            corpus = list(dict.fromkeys(list(facts) + self.knowledge))
+            retriever = None
+            if corpus:
+                retriever = bm25s.BM25()
+                retriever.index(bm25s.tokenize(corpus, stemmer=_stem, show_progress=False), show_progress=False)
+            self._indexes[facts] = (corpus, retriever)
+        return self._indexes[facts]
 
 
 _RULE = {"verify": RuleVerify, "knowledge": RuleKnowledge, "reasoning": RuleReasoning}

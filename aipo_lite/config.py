@@ -66,6 +66,7 @@ class Config:
     g_ind: int = _f(4, "Independent rollouts per prompt (agent-free prompt, exactly as evaluation).")
     g_asst: int = _f(4, "Assisted rollouts per prompt (may consult agents).")
     consult_budget: int = _f(2, "At most this many consults per assisted rollout.")
+    guidance_form: str = _f("tagged", "How an agent's reply enters an assisted rollout: 'tagged' (assisted prompt that teaches the consult tags; reply as <feedback>...</feedback>) or 'inline' (agent-free prompt; reply written as the policy's own next line, AGENT tokens, no tags; detector consults only).", ("tagged", "inline"))
     rollout_temperature: float = _f(1.0, "Sampling temperature of rollouts.")
     rollout_max_new_tokens: int = _f(64, "Max tokens the policy samples per rollout (agent feedback comes on top).")
     agent_backend: str = _f("rule", "Backend of all three agents: 'rule' (deterministic, reads privileged fields), 'hf' (a local transformers model), 'openai' (an OpenAI-compatible chat server).", ("rule", "hf", "openai"))

@@ -1,15 +1,20 @@
 """Rollouts with active interaction (METHODS.md §3): groups of independent + assisted samples.
 
 For each task: `g_ind` independent rollouts (the agent-free prompt, exactly as evaluation
-uses) and `g_asst` assisted ones (a system prompt that teaches the consult tags). In an
-assisted rollout the detector (detector.py) may pause the policy; the routed agent's reply
-is queued as forced tokens `<feedback>reply</feedback>` and sampling resumes (engine.py), at
-most `consult_budget` times. Every token keeps its provenance, sampling log-prob and entropy;
+uses) and `g_asst` assisted ones. In an assisted rollout the detector (detector.py) may pause
+the policy; the routed agent's reply is queued as forced tokens and sampling resumes
+(engine.py), at most `consult_budget` times. Two guidance forms (GUIDANCE_FORMS):
+- `tagged`: a system prompt that teaches the consult tags; the reply comes as
+  `<feedback>reply</feedback>` (tags: TEMPLATE tokens);
+- `inline`: the agent-free prompt; the reply is written as the policy's own next line
+  (`reply\n`, AGENT tokens, no tags; a leading "Next:", "Fact:" or "Check:" label dropped),
+  so the policy reads it as its own reasoning. Every token keeps its provenance, sampling log-prob and entropy;
 each consult records where it happened, why, which agent answered, and what it said.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from . import engine
@@ -19,6 +24,8 @@ from .engine import Prov, Row
 from .prompts import SYSTEM, agent_free_prompt, render
 from .rewards import COMMITTED, extract_answer, score
 from .tasks import Task
+
+GUIDANCE_FORMS = ("tagged", "inline")
 
 ASSISTED_SYSTEM = (
     SYSTEM + " If you are unsure, you may ask for help before you answer: "
@@ -100,10 +107,12 @@ def detector_from_config(cfg) -> Detector:
 class _Assist:
     """The on_token hook of assisted rows: detect, consult, queue feedback."""
 
-    def __init__(self, tokenizer, detector: Detector, agents: dict[str, Guarded], budget: int):
+    def __init__(self, tokenizer, detector: Detector, agents: dict[str, Guarded], budget: int,
+                 form: str = "tagged"):
         self.tok, self.detector, self.agents, self.budget = tokenizer, detector, agents, budget
-        self.open = tokenizer.encode("<feedback>", add_special_tokens=False)
-        self.close = tokenizer.encode("</feedback>\n", add_special_tokens=False)
+        self.inline = form == "inline"
+        self.open = [] if self.inline else tokenizer.encode("<feedback>", add_special_tokens=False)
+        self.close = [] if self.inline else tokenizer.encode("</feedback>\n", add_special_tokens=False)
         self.newline = tokenizer.encode("\n", add_special_tokens=False)
 
     def _text(self, row: Row) -> str:
@@ -139,13 +148,15 @@ class _Assist:
                 req = Request(st["task"], partial=text, query=trig.query, trigger=trig.kind,
                               proposed=extract_answer(text) if trig.kind == "commit" else None)
                 reply, status = self.agents[trig.agent].respond(req)
+                if reply and self.inline:
+                    reply = inline_line(reply)  # the consult records the line as written
                 if reply is None and trig.kind == "commit" and status == "ok":
                     row.finished = "stop"  # verified: the answer stands, no feedback
                     st["consults"].append(Consult(len(row.ids), trig.kind, trig.agent, "", None, "passed"))
                     return
                 st["consults"].append(Consult(len(row.ids), trig.kind, trig.agent, trig.query, reply, status))
                 if reply:
-                    body = self.tok.encode(reply, add_special_tokens=False)
+                    body = self.tok.encode(reply + "\n" if self.inline else reply, add_special_tokens=False)
                     newline = self.newline if st.get("at_eos") else []
                     row.forced += ([(t, Prov.TEMPLATE) for t in newline + self.open] + [(t, Prov.AGENT) for t in body]
                                    + [(t, Prov.TEMPLATE) for t in self.close])
@@ -157,11 +168,20 @@ class _Assist:
             row.finished = "stop"
 
 
+_LABEL = re.compile(r"^\s*(Next|Fact|Check):\s*")
+
+
+def inline_line(reply: str) -> str:
+    """An agent's reply as a line of the policy's own text: its label dropped, one line."""
+    return " ".join(_LABEL.sub("", reply).split())
+
+
 def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detector: Detector,
                   g_ind: int, g_asst: int, consult_budget: int = 2, temperature: float = 1.0,
                   top_p: float = 1.0, max_new_tokens: int = 64, prompt_style: str = "one_shot",
                   reward_mode: str = "strict", generator=None,
-                  prefixes: dict[str, list[int]] | None = None) -> tuple[list[list[Rollout]], dict]:
+                  prefixes: dict[str, list[int]] | None = None,
+                  guidance_form: str = "tagged") -> tuple[list[list[Rollout]], dict]:
     """g_ind + g_asst rollouts per task, all decoded in one batch. Returns (groups, stats).
 
     prefixes: task id -> token ids the rollouts of that task start from (a partial solution,
@@ -169,12 +189,15 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
     generator: a torch.Generator on any device, or an int seed (engine.device_generator).
     max_new_tokens bounds the policy's tokens; agent feedback comes on top.
     """
+    if guidance_form not in GUIDANCE_FORMS:
+        raise ValueError(f"guidance_form={guidance_form!r} is not valid; choose one of {list(GUIDANCE_FORMS)}")
     tok = policy.tokenizer
-    hook = _Assist(tok, detector, agents, consult_budget)
+    hook = _Assist(tok, detector, agents, consult_budget, guidance_form)
     rows, meta = [], []
     for task in tasks:
         plain = tok.encode(agent_free_prompt(tok, task.question, prompt_style), add_special_tokens=False)
-        asst = tok.encode(assisted_prompt(tok, task.question, prompt_style), add_special_tokens=False)
+        asst = plain if guidance_form == "inline" else tok.encode(
+            assisted_prompt(tok, task.question, prompt_style), add_special_tokens=False)
         prefix = (prefixes or {}).get(task.id, [])
         for assisted, prompt in [(False, plain)] * g_ind + [(True, asst)] * g_asst:
             row = Row(prompt_ids=prompt + prefix, max_new_tokens=max_new_tokens,
@@ -193,17 +216,16 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
         r = Rollout(task, assisted, prompt, ids, [Prov.POLICY] * n + row.prov, [float("nan")] * n + row.logprobs,
                     [float("nan")] * n + row.entropies, tok.decode(ids, skip_special_tokens=True),
                     row.finished, row.state["consults"], prefix_len=n)
-        r.reward = score(r.text if not assisted else _final_text(r), task.answer, reward_mode)
+        r.reward = score(_final_text(r, tok), task.answer, reward_mode)
         groups[task.id].append(r)
     return [groups[t.id] for t in tasks], stats
 
 
-def _final_text(r: Rollout) -> str:
-    """The text after the last feedback: the answer that counts is the one given after help."""
-    last = max((c.at for c in r.consults if c.reply), default=None)
-    if last is None:
-        return r.text
-    return r.text.split("</feedback>")[-1]
+def _final_text(r: Rollout, tokenizer) -> str:
+    """The text after the last agent or template token: the answer that counts is the one
+    given after help (either guidance form)."""
+    last = max((i for i, p in enumerate(r.prov) if p in (Prov.AGENT, Prov.TEMPLATE)), default=None)
+    return r.text if last is None else tokenizer.decode(r.ids[last + 1:], skip_special_tokens=True)
 
 
 def pass_at_1_table(groups: list[list[Rollout]], roles=ROLES) -> dict[str, dict[str, float | None]]:

@@ -274,7 +274,7 @@ def train(cfg: Config, policy=None, progress: bool = True) -> list[dict]:
         batch = task_stream(tasks, cfg.seed, state["cursor"], cfg.prompts_per_step)
         groups, rstats = rollout_group(policy, batch, agents, detector, cfg.g_ind, cfg.g_asst, cfg.consult_budget,
                                        cfg.rollout_temperature, 1.0, cfg.rollout_max_new_tokens, cfg.prompt_style,
-                                       cfg.reward_mode, generator=gen)
+                                       cfg.reward_mode, generator=gen, guidance_form=cfg.guidance_form)
         t1 = time.perf_counter()
         seqs, zero_frac = assign_advantages(to_train_seqs(groups, policy.tokenizer, cfg.view, cfg.credit,
                                                           cfg.prompt_style), cfg)

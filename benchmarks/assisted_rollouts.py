@@ -26,13 +26,15 @@ ap.add_argument("--tiers", nargs="+", default=["add3", "expr3"])
 ap.add_argument("--per-tier", type=int, default=16)
 ap.add_argument("--g", type=int, default=4, help="independent and assisted rollouts per problem")
 ap.add_argument("--budget", type=int, default=2)
+ap.add_argument("--form", choices=["tagged", "inline"], default="tagged", help="guidance form (Config.guidance_form)")
+ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--backend", choices=["rule", "hf", "openai"], default="rule", help="agent backend")
 ap.add_argument("--base-url", default=None, help="openai backend: server base URL (default: Config's)")
 ap.add_argument("--skip-baselines", action="store_true",
                 help="only the assisted run (no consult_budget=0 run, no plain-sampling throughput run)")
 args = ap.parse_args()
 
-cfg = Config(lora_r=0, consult_budget=args.budget, agent_backend=args.backend,
+cfg = Config(lora_r=0, consult_budget=args.budget, agent_backend=args.backend, guidance_form=args.form, seed=args.seed,
              **({"agent_base_url": args.base_url} if args.base_url else {}))
 policy = load_policy(cfg)
 tok = policy.tokenizer
@@ -43,7 +45,7 @@ for budget in (args.budget,) if args.skip_baselines else (args.budget, 0):
     t0 = time.perf_counter()
     groups, stats = rollout_group(policy, tasks, agents, detector, g_ind=args.g, g_asst=args.g,
                                   consult_budget=budget, max_new_tokens=cfg.rollout_max_new_tokens,
-                                  generator=cfg.seed)
+                                  generator=cfg.seed, guidance_form=cfg.guidance_form)
     sec = time.perf_counter() - t0
     tokens = stats["policy_tokens"] + stats["forced_tokens"]
     print(f"\n== consult_budget={budget}: {len(tasks) * 2 * args.g} rows, {tokens} tokens "

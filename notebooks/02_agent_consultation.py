@@ -28,7 +28,7 @@
 # %% tags=["parameters"]
 profile = "demo"                  # preset in aipo_lite.config.PROFILES
 run_dir = "../runs/notebooks/02_agent_consultation"
-overrides = {}                    # any aipo_lite.Config field, e.g. {"consult_budget": 1}
+overrides = {}                    # any aipo_lite.Config field, e.g. {"consult_budget": 1, "guidance_form": "inline"}
 
 # %%
 import dataclasses
@@ -55,7 +55,7 @@ for name, backend, budget in [(b, b, cfg.consult_budget) for b in cfg.compare_ba
     groups, stats = rollout_group(policy, tasks, agents, detector, g_ind=cfg.g_ind, g_asst=cfg.g_asst,
                                   consult_budget=budget, temperature=cfg.rollout_temperature,
                                   max_new_tokens=cfg.rollout_max_new_tokens, prompt_style=cfg.prompt_style,
-                                  reward_mode=cfg.reward_mode, generator=cfg.seed)
+                                  reward_mode=cfg.reward_mode, generator=cfg.seed, guidance_form=cfg.guidance_form)
     runs[name], agents_used[name] = groups, agents
     print(f"{name}: consult_budget={budget}, {stats}")
 

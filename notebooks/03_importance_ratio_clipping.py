@@ -61,7 +61,7 @@ tasks = tasks_from_config(cfg, "test", cfg.probe_tiers, cfg.probe_problems_per_t
 groups, stats = rollout_group(policy, tasks, agents_from_config(cfg), detector_from_config(cfg), g_ind=0,
                               g_asst=cfg.g_asst, consult_budget=cfg.consult_budget,
                               temperature=cfg.rollout_temperature, max_new_tokens=cfg.rollout_max_new_tokens,
-                              prompt_style=cfg.prompt_style, generator=cfg.seed)
+                              prompt_style=cfg.prompt_style, generator=cfg.seed, guidance_form=cfg.guidance_form)
 seqs = [s for s in to_train_seqs(groups, policy.tokenizer, cfg.view, cfg.credit, cfg.prompt_style)
         if any(k == 2 for k in s.kind)]
 print(f"{len(seqs)} of {sum(map(len, groups))} assisted rollouts hold agent tokens")

@@ -50,3 +50,43 @@ def test_group_structure_provenance_and_consults(real_policy):
                     if c.trigger != "tag":  # a detector's consult lands at a line end, never mid-word
                         assert before[:-len("<feedback>")].endswith("\n"), before
     assert consults > 0 and stats["forced_tokens"] > 0
+
+
+@pytest.mark.slow
+def test_inline_guidance_is_the_policys_next_line_under_the_agent_free_prompt(real_policy):
+    """guidance_form='inline': the assisted rows use evaluation's prompt; each reply is written
+    as the next line (AGENT tokens, `reply\\n`, no tags) at a line end; the reward reads the
+    text after the last reply."""
+    from aipo_lite.rollout import _final_text, inline_line
+    assert inline_line("Next: 10 + 8 = 18.") == "10 + 8 = 18." and inline_line("Fact: 1 h =\n60 min") == "1 h = 60 min"
+    tok = real_policy.tokenizer
+    tasks = load_tasks("synth", "test", tiers=["add3", "expr3"], limit_per_tier=2)
+    groups, stats = rollout_group(real_policy, tasks, _agents(), Detector(), g_ind=0, g_asst=4,
+                                  consult_budget=2, max_new_tokens=40, generator=0, guidance_form="inline")
+    answered = 0
+    for task, group in zip(tasks, groups):
+        for r in group:
+            assert r.prompt_ids == tok.encode(agent_free_prompt(tok, task.question), add_special_tokens=False)
+            assert "<feedback>" not in r.text
+            for c in (c for c in r.consults if c.reply):
+                answered += 1
+                seg = r.prov[c.at:]
+                first = seg.index(Prov.AGENT)
+                assert set(seg[:first]) <= {Prov.TEMPLATE} and first <= 1  # at most the newline after EOS
+                assert c.reply == inline_line(c.reply)  # recorded as written: no label, one line
+                body = tok.encode(c.reply + "\n", add_special_tokens=False)
+                assert r.ids[c.at + first:c.at + first + len(body)] == body
+                assert seg[first:first + len(body)] == [Prov.AGENT] * len(body)
+                assert tok.decode(r.ids[:c.at + first]).endswith("\n")  # a line of its own
+            if any(c.reply for c in r.consults):
+                last = max(i for i, p in enumerate(r.prov) if p != Prov.POLICY)
+                assert _final_text(r, tok) == tok.decode(r.ids[last + 1:], skip_special_tokens=True)
+    assert answered > 0
+
+
+def test_unknown_guidance_form_is_one_clear_error():
+    from aipo_lite.config import Config, ConfigError
+    with pytest.raises(ConfigError, match=r"^guidance_form='hints' is not valid"):
+        Config(guidance_form="hints")
+    with pytest.raises(ValueError, match=r"guidance_form='hints' is not valid"):
+        rollout_group(None, [], {}, Detector(), 1, 1, guidance_form="hints")
