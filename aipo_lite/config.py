@@ -66,6 +66,8 @@ class Config:
     g_ind: int = _f(4, "Independent rollouts per prompt (agent-free prompt, exactly as evaluation).")
     g_asst: int = _f(4, "Assisted rollouts per prompt (may consult agents).")
     consult_budget: int = _f(2, "At most this many consults per assisted rollout.")
+    guidance_fade_steps: int = _f(0, "Fade guidance: assisted rollouts per group fall linearly to 0 over this many training steps, the freed slots become independent rollouts (guidance.py); 0 = no fading.")
+    guide_only_failed: bool = _f(False, "Guide only problems whose g_ind independent rollouts all failed; the others get g_asst more independent rollouts (guidance.py). Needs g_ind >= 1.")
     guidance_form: str = _f("tagged", "How an agent's reply enters an assisted rollout: 'tagged' (assisted prompt that teaches the consult tags; reply as <feedback>...</feedback>) or 'inline' (agent-free prompt; reply written as the policy's own next line, AGENT tokens, no tags; detector consults only).", ("tagged", "inline"))
     rollout_temperature: float = _f(1.0, "Sampling temperature of rollouts.")
     rollout_max_new_tokens: int = _f(64, "Max tokens the policy samples per rollout (agent feedback comes on top).")
@@ -77,6 +79,7 @@ class Config:
     agent_max_new_tokens: int = _f(40, "Max tokens an LLM agent may write per reply.")
     agent_retries: int = _f(1, "Retries of a failed or invalid agent reply before the fallback (the rule agent).")
     detector_entropy: bool = _f(True, "Consult when windowed token entropy spikes (see detector_*).")
+    detector_every_line: bool = _f(False, "Consult the Reasoning agent at every line end while the budget lasts: with consult_budget >= the solution's steps, a rollout is guided through every step of the reference solution.")
     detector_window: int = _f(8, "Tokens in the entropy window.")
     detector_init_tokens: int = _f(8, "First tokens whose mean entropy is H_init.")
     detector_tau_abs: float = _f(1.5, "Absolute entropy threshold (nats) the window mean must exceed.")
@@ -156,6 +159,9 @@ class Config:
         for name in ("g_ind", "g_asst", "consult_budget", "agent_retries", "probe_problems_per_tier"):
             _check(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
         _check(self.g_ind + self.g_asst >= 1, "g_asst", self.g_asst, "g_ind + g_asst must be >= 1")
+        _check(self.guidance_fade_steps >= 0, "guidance_fade_steps", self.guidance_fade_steps, "must be >= 0")
+        _check(not self.guide_only_failed or self.g_ind >= 1, "guide_only_failed", self.guide_only_failed,
+               "needs g_ind >= 1 (independent rollouts decide which problems failed)")
         _check(self.rollout_temperature > 0, "rollout_temperature", self.rollout_temperature, "must be > 0")
         _check(self.rollout_max_new_tokens >= 1, "rollout_max_new_tokens", self.rollout_max_new_tokens, "must be >= 1")
         for name in ("detector_window", "detector_init_tokens"):

@@ -12,6 +12,8 @@ rollout, so a detector-triggered consult always lands at a line boundary, never 
   every token, as first built, it fired mid-word: "the number of minutes is theFact: ...".)
 - `commit`: the policy has just committed a final answer (`Answer: N` and its newline):
   verify-before-commit. The Verify agent lets a correct answer through without feedback.
+- `line` (off by default, `every_line`): every line end, routed to the Reasoning agent: with
+  the budget to match, the rollout is guided through every step of the reference solution.
 A detector-triggered consult is routed by `route`: commit -> verify; no progress yet (no
 equation written since the start) -> knowledge; else -> reasoning.
 """
@@ -25,7 +27,7 @@ from .rewards import COMMITTED
 
 AGENTS = ("verify", "knowledge", "reasoning")
 TAGS = {"verify": "verify", "knowledge": "knowledge", "reason": "reasoning"}  # tag -> agent
-TRIGGERS = ("tag", "entropy", "commit")
+TRIGGERS = ("tag", "entropy", "commit", "line")
 _CLOSED_TAG = re.compile(r"<(verify|knowledge|reason)>(?P<query>.*?)</\1>\s*$", re.S)
 _EQUATION = re.compile(r"\d\s*[-+*/x×]\s*\d[^=\n]*=\s*-?\d")
 
@@ -69,6 +71,7 @@ class Detector:
     tau_rel: float = 0.5
     use_entropy: bool = True
     verify_before_commit: bool = True
+    every_line: bool = False
 
     def check(self, text: str, segment_entropies: list[float], h_init: float | None,
               since: int = 0) -> Trigger | None:
@@ -84,6 +87,8 @@ class Detector:
             return Trigger("tag", TAGS[m.group(1)], m["query"].strip())
         if self.verify_before_commit and text.endswith("\n") and _ends_with_commit(text):
             return Trigger("commit", "verify", "")
+        if self.every_line and text.endswith("\n"):
+            return Trigger("line", "reasoning", "")
         if self.use_entropy and text.endswith("\n") and any(
                 entropy_fires(segment_entropies[:t], self.window, self.init_tokens, self.tau_abs,
                               self.tau_rel, h_init) for t in range(since + 1, len(segment_entropies) + 1)):

@@ -101,7 +101,8 @@ def agents_from_config(cfg) -> dict[str, Guarded]:
 def detector_from_config(cfg) -> Detector:
     return Detector(window=cfg.detector_window, init_tokens=cfg.detector_init_tokens,
                     tau_abs=cfg.detector_tau_abs, tau_rel=cfg.detector_tau_rel,
-                    use_entropy=cfg.detector_entropy, verify_before_commit=cfg.verify_before_commit)
+                    use_entropy=cfg.detector_entropy, verify_before_commit=cfg.verify_before_commit,
+                    every_line=cfg.detector_every_line)
 
 
 class _Assist:

@@ -33,7 +33,8 @@ from .batching import micro_batches, sequence_logprobs
 from .config import Config
 from .engine import Prov
 from .evaluation import evaluate
-from .rollout import agents_from_config, detector_from_config, rollout_group
+from .guidance import step_rollouts
+from .rollout import agents_from_config, detector_from_config
 from .tasks import from_config as tasks_from_config
 from .views import TrainSeq, to_train_seqs
 
@@ -188,7 +189,7 @@ def rollout_metrics(groups) -> dict:
          "reward_asst": _mean([r.reward for r in asst]), "entropy": _mean(pol_ent),
          "completion_len": _mean([len(r.ids) for r in flat]),
          "consult_rate": _mean([sum(1 for c in r.consults if c.reply) for r in asst])}
-    for key in ("verify", "knowledge", "reasoning", "tag", "entropy", "commit"):
+    for key in ("verify", "knowledge", "reasoning", "tag", "entropy", "commit", "line"):
         m[f"consult_rate_{key}"] = _mean([sum(1 for c in r.consults if c.reply and key in (c.agent, c.trigger))
                                           for r in asst])
     return m
@@ -272,9 +273,7 @@ def train(cfg: Config, policy=None, progress: bool = True) -> list[dict]:
     for step in bar:
         t0 = time.perf_counter()
         batch = task_stream(tasks, cfg.seed, state["cursor"], cfg.prompts_per_step)
-        groups, rstats = rollout_group(policy, batch, agents, detector, cfg.g_ind, cfg.g_asst, cfg.consult_budget,
-                                       cfg.rollout_temperature, 1.0, cfg.rollout_max_new_tokens, cfg.prompt_style,
-                                       cfg.reward_mode, generator=gen, guidance_form=cfg.guidance_form)
+        groups, rstats = step_rollouts(policy, batch, agents, detector, cfg, step, gen)
         t1 = time.perf_counter()
         seqs, zero_frac = assign_advantages(to_train_seqs(groups, policy.tokenizer, cfg.view, cfg.credit,
                                                           cfg.prompt_style), cfg)
@@ -283,6 +282,7 @@ def train(cfg: Config, policy=None, progress: bool = True) -> list[dict]:
         state["step"], state["cursor"] = step + 1, state["cursor"] + cfg.prompts_per_step
         state["skipped_updates"] += up.pop("skipped")
         m = {"step": step + 1, **rollout_metrics(groups), "zero_std_frac": zero_frac,
+             "assisted_per_group": rstats["assisted_per_group"], "guided_groups": rstats["guided_groups"],
              "groups_kept": len({s.group for s in seqs}), **up, "skipped_updates": state["skipped_updates"],
              "rollout_s": t1 - t0, "update_s": t2 - t1, "step_time": t2 - t0,
              "tokens_per_s": (rstats["policy_tokens"] + rstats["forced_tokens"]) / max(t1 - t0, 1e-9)}
