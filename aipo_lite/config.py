@@ -30,6 +30,8 @@ def _f(default: Any, help: str, choices: tuple | None = None, **kw):
 
 
 TIERS = ("add1d", "add2d", "mul1x2", "add3", "expr3", "units")
+# the controlled-bottleneck tiers (data/make_data.py): valid names, not in the defaults
+BOTTLENECK_TIERS = ("recall", "recall_t")
 TIER_FIELDS = ("train_tiers", "eval_tiers", "probe_tiers", "heldout_tiers")
 
 
@@ -150,9 +152,9 @@ class Config:
                f"must be a non-empty list of backends from {list(BACKENDS)}")
         for name in TIER_FIELDS:
             if self.tasks == "synth":
-                bad = [t for t in getattr(self, name) if t not in TIERS]
-                _check(not bad, name, bad, f"unknown tier(s); the synth suite has {list(TIERS)}")
-            elif all(t in TIERS for t in getattr(self, name)):  # synth names: all of the user's kinds
+                bad = [t for t in getattr(self, name) if t not in TIERS + BOTTLENECK_TIERS]
+                _check(not bad, name, bad, f"unknown tier(s); the synth suite has {list(TIERS + BOTTLENECK_TIERS)}")
+            elif all(t in TIERS + BOTTLENECK_TIERS for t in getattr(self, name)):  # synth names: all of the user's kinds
                 setattr(self, name, [])
         _check(0 < self.task_test_fraction < 1, "task_test_fraction", self.task_test_fraction, "must be in (0, 1)")
         _check(self.tis_cap >= 0, "tis_cap", self.tis_cap, "must be >= 0 (0 = no correction)")

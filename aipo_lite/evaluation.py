@@ -107,7 +107,7 @@ def evaluate(policy, tasks: list[Task], cfg: Config, progress: bool = True,
     """Sample cfg.eval_n agent-free completions per task and score them (cfg.eval_* fields)."""
     if not tasks:
         raise ValueError("evaluate() got no tasks: check eval_tiers / eval_problems_per_tier")
-    prompts = [agent_free_prompt(policy.tokenizer, t.question, cfg.prompt_style) for t in tasks]
+    prompts = [agent_free_prompt(policy.tokenizer, t.question, cfg.prompt_style, t.kind) for t in tasks]
     completions, stats = sample(
         policy.sampler(), policy.tokenizer, prompts, n=cfg.eval_n, temperature=cfg.eval_temperature,
         top_p=cfg.eval_top_p, max_new_tokens=cfg.eval_max_new_tokens,

@@ -5,7 +5,9 @@ the chat template with a short system prompt that asks to end with `Answer: <num
 with prompt_style='one_shot' (default), one worked single-step example as a previous chat
 turn. The prompt is kept short: on CPU, prefilling it is a large share of sampling time. SmolLM2-135M almost never follows the answer format
 zero-shot (../shared/ENVIRONMENT.md). The example is deliberately a single step, so it does
-not teach multi-step problems; that is the bottleneck agents are for.
+not teach multi-step problems; that is the bottleneck agents are for. A tier may bring its
+own example (SHOTS, by task kind): the recall tiers show an invented name's definition being
+used, with another name and value; evaluation and independent rollouts use the same prompt.
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ SYSTEM = "You are a helpful assistant. Solve the problem. End with the final num
 ONE_SHOT_QUESTION = "What is 4 + 3?"
 ONE_SHOT_ANSWER = "4 + 3 = 7.\nAnswer: 7"
 STYLES = ("one_shot", "zero_shot")
+SHOTS = {kind: ("What is plim?", "plim = 862.\nAnswer: 862") for kind in ("recall", "recall_t")}
 
 
-def agent_free_messages(question: str, style: str = "one_shot") -> list[dict]:
+def agent_free_messages(question: str, style: str = "one_shot", kind: str = "") -> list[dict]:
     if style not in STYLES:
         raise ValueError(f"prompt_style={style!r} is not valid; choose one of {list(STYLES)}")
     messages = [{"role": "system", "content": SYSTEM}]
     if style == "one_shot":
-        messages += [{"role": "user", "content": ONE_SHOT_QUESTION},
-                     {"role": "assistant", "content": ONE_SHOT_ANSWER}]
+        shot_q, shot_a = SHOTS.get(kind, (ONE_SHOT_QUESTION, ONE_SHOT_ANSWER))
+        messages += [{"role": "user", "content": shot_q}, {"role": "assistant", "content": shot_a}]
     messages.append({"role": "user", "content": question})
     return messages
 
@@ -32,5 +35,6 @@ def render(tokenizer, messages: list[dict]) -> str:
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
-def agent_free_prompt(tokenizer, question: str, style: str = "one_shot") -> str:
-    return render(tokenizer, agent_free_messages(question, style))
+def agent_free_prompt(tokenizer, question: str, style: str = "one_shot", kind: str = "") -> str:
+    """The agent-free prompt; `kind`: the task's tier (its own example where SHOTS has one)."""
+    return render(tokenizer, agent_free_messages(question, style, kind))

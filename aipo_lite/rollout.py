@@ -196,7 +196,7 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
     hook = _Assist(tok, detector, agents, consult_budget, guidance_form)
     rows, meta = [], []
     for task in tasks:
-        plain = tok.encode(agent_free_prompt(tok, task.question, prompt_style), add_special_tokens=False)
+        plain = tok.encode(agent_free_prompt(tok, task.question, prompt_style, task.kind), add_special_tokens=False)
         asst = plain if guidance_form == "inline" else tok.encode(
             assisted_prompt(tok, task.question, prompt_style), add_special_tokens=False)
         prefix = (prefixes or {}).get(task.id, [])

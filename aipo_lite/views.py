@@ -97,7 +97,7 @@ def _keep_before(tokenizer, ids: list[int]) -> int:
 def internalized_seq(r: Rollout, tokenizer, prompt_style: str = "one_shot",
                      credit: str = "post_consult") -> TrainSeq:
     answered = _answered(r)
-    prompt = tokenizer.encode(agent_free_prompt(tokenizer, r.task.question, prompt_style),
+    prompt = tokenizer.encode(agent_free_prompt(tokenizer, r.task.question, prompt_style, r.task.kind),
                               add_special_tokens=False)
     if not answered:  # no feedback in it: the policy's own attempt, re-scored under the plain prompt
         s = independent_seq(r)

@@ -10,6 +10,17 @@ Tiers (what SmolLM2-135M can do with them is in ../shared/ENVIRONMENT.md):
   add1d   a + b, 1-digit                      add2d   a + b, 2-digit
   mul1x2  a * b, 1-digit times 2-digit        add3    a + b + c, 1-digit
   expr3   a + b - c, 2-digit (result >= 0)    units   two-step word problem needing a unit fact
+
+Controlled bottleneck (the only missing piece is a fact the base model cannot know):
+  recall    "What is zorb?" for invented names whose 3-digit values exist only in
+            knowledge.jsonl ("zorb = 417"); train and test hold the same facts in the same
+            three question templates (a memory test: the fact, not the question, is held out
+            from the base model)
+  recall_t  test only: the same facts in two templates never used in training (transfer)
+Measured on SmolLM2-135M (README, "A controlled bottleneck"): with the fact written as the
+first line of the answer, pass@1 ~0.89 (the ceiling); without it 0.00 (a 3-digit value is not
+guessed within 64 samples). 2-digit values were guessable, and "zorb + n" kept the ceiling
+below 0.5 (the model's own arithmetic errors).
 """
 
 from __future__ import annotations
@@ -80,6 +91,31 @@ def _arith(tier: str, rng: random.Random) -> tuple[str, int, list[str], list[str
 
 TIERS = ["add1d", "add2d", "mul1x2", "add3", "expr3", "units"]
 
+# invented names (no meaning to the base model) and the question templates of the recall tiers
+NAMES = ["zorb", "blick", "quon", "flimp", "darg", "troz", "snib", "vell", "gorp", "wund", "plax", "mirv"]
+RECALL_TEMPLATES = ["What is {n}?", "What number is {n}?", "What is the value of {n}?"]
+TRANSFER_TEMPLATES = ["Tell me which number {n} stands for.", "If you write {n} as a number, what is it?"]
+
+
+def definitions(seed: int = SEED) -> dict[str, int]:
+    """Each invented name's value: distinct, 3-digit, seeded."""
+    rng = random.Random(f"{seed}-recall")
+    values = rng.sample(range(100, 1000), len(NAMES))
+    return dict(zip(NAMES, values))
+
+
+def recall_rows(seed: int = SEED) -> tuple[list[dict], list[dict]]:
+    """(train, test) of the recall tiers: recall in train and test, recall_t in test only."""
+    defs = definitions(seed)
+    def rows(kind, templates, split):
+        out = [{"question": t.format(n=n), "answer": str(v), "steps": [f"{n} = {v}"],
+                "facts": [f"{n} = {v}"], "kind": kind} for n, v in defs.items() for t in templates]
+        for i, r in enumerate(out):
+            r["id"] = f"{kind}-{split}-{i:04d}"
+        return out
+    return rows("recall", RECALL_TEMPLATES, "train"), (rows("recall", RECALL_TEMPLATES, "test")
+                                                       + rows("recall_t", TRANSFER_TEMPLATES, "test"))
+
 
 def make_tier(tier: str, seed: int = SEED) -> tuple[list[dict], list[dict]]:
     """Unique problems of one tier, split into disjoint (train, test) by question text."""
@@ -105,6 +141,8 @@ def knowledge_rows() -> list[dict]:
     facts = sorted({u[0] for u in UNITS})
     rows = [{"id": f"fact-{i:03d}", "text": t, "type": "fact"} for i, t in enumerate(facts)]
     rows += [{"id": f"rule-{i:03d}", "text": t, "type": "rule"} for i, t in enumerate(RULES)]
+    rows += [{"id": f"def-{i:03d}", "text": f"{n} = {v}", "type": "definition"}
+             for i, (n, v) in enumerate(definitions().items())]
     return rows
 
 
@@ -122,6 +160,9 @@ def main(out_dir: Path) -> None:
         tr, te = make_tier(tier)
         train += tr
         test += te
+    tr, te = recall_rows()
+    train += tr
+    test += te
     _write(out_dir / "synth" / "train.jsonl", train)
     _write(out_dir / "synth" / "test.jsonl", test)
     _write(out_dir / "knowledge.jsonl", knowledge_rows())

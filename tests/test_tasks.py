@@ -19,17 +19,33 @@ def test_committed_data_is_what_the_script_generates(tmp_path):
 
 def test_splits_are_disjoint_and_large_enough():
     train, test = load_tasks("synth", "train"), load_tasks("synth", "test")
+    train = [t for t in train if t.kind in TIERS]
+    test = [t for t in test if t.kind in TIERS]
     assert set(by_tier(test)) == TIERS == set(by_tier(train))
     assert all(len(ts) >= 50 for ts in by_tier(test).values())
     assert not {t.question for t in train} & {t.question for t in test}
     assert len({t.id for t in train + test}) == len(train) + len(test)
 
 
+def test_recall_tiers_hold_only_facts_from_the_knowledge_base_and_a_transfer_set():
+    """recall: the same invented facts in train and test (a memory test); recall_t: the same
+    facts in question templates never seen in training; every answer is a fact's value."""
+    train = load_tasks("synth", "train", tiers=["recall"])
+    test, transfer = load_tasks("synth", "test", tiers=["recall"]), load_tasks("synth", "test", tiers=["recall_t"])
+    assert {t.question for t in train} == {t.question for t in test}
+    assert not {t.question for t in transfer} & {t.question for t in train}
+    assert {t.facts[0] for t in transfer} == {t.facts[0] for t in train}
+    knowledge = {row["text"] for row in load_knowledge()}
+    for t in train + test + transfer:
+        name, value = t.facts[0].split(" = ")
+        assert t.answer == value and len(value) == 3 and name in t.question and t.facts[0] in knowledge
+
+
 def test_reference_steps_reach_the_answer_and_facts_are_in_the_knowledge_base():
     knowledge = {row["text"] for row in load_knowledge()}
     for t in load_tasks("synth", "train") + load_tasks("synth", "test"):
         assert t.steps and t.steps[-1].endswith(f"= {t.answer}"), t
-        for step in t.steps:  # every step is true arithmetic
+        for step in t.steps if t.kind in TIERS else ():  # every step is true arithmetic
             lhs, rhs = step.split("=")
             assert eval(lhs) == int(rhs), step
         assert set(t.facts) <= knowledge, t
