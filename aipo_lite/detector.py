@@ -12,8 +12,9 @@ rollout, so a detector-triggered consult always lands at a line boundary, never 
   every token, as first built, it fired mid-word: "the number of minutes is theFact: ...".)
 - `commit`: the policy has just committed a final answer (`Answer: N` and its newline):
   verify-before-commit. The Verify agent lets a correct answer through without feedback.
-- `line` (off by default, `every_line`): every line end, routed to the Reasoning agent: with
-  the budget to match, the rollout is guided through every step of the reference solution.
+- `line` (off by default, `every_line`): before the first token and at every line end,
+  routed to the Reasoning agent: with the budget to match, the rollout is guided through
+  every step of the reference solution (budget 1: its first step, before the policy writes).
 A detector-triggered consult is routed by `route`: commit -> verify; no progress yet (no
 equation written since the start) -> knowledge; else -> reasoning.
 """
@@ -87,7 +88,7 @@ class Detector:
             return Trigger("tag", TAGS[m.group(1)], m["query"].strip())
         if self.verify_before_commit and text.endswith("\n") and _ends_with_commit(text):
             return Trigger("commit", "verify", "")
-        if self.every_line and text.endswith("\n"):
+        if self.every_line and (not text or text.endswith("\n")):
             return Trigger("line", "reasoning", "")
         if self.use_entropy and text.endswith("\n") and any(
                 entropy_fires(segment_entropies[:t], self.window, self.init_tokens, self.tau_abs,

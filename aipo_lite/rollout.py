@@ -207,6 +207,10 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
                              "intercept_eos": assisted and detector.verify_before_commit})
             rows.append(row)
             meta.append((task, assisted, prompt, prefix))
+    if detector.every_line:  # guidance before the first token: the first step, then the policy
+        for row in rows:
+            if row.state["assisted"]:
+                hook(row)
     stats = engine.run(policy.sampler(), tok, rows, temperature=temperature, top_p=top_p,
                        on_token=hook, generator=generator,
                        extra_room=FEEDBACK_ROOM * consult_budget if g_asst else 0)

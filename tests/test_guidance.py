@@ -50,6 +50,28 @@ def test_guidance_options_are_validated():
 
 def test_every_line_trigger_guides_each_line_through_the_reasoning_agent():
     d = Detector(every_line=True)
+    assert d.check("", [], None) == Trigger("line", "reasoning", "")  # before the first token too
     assert d.check("5 + 2 = 7.\n", [], None) == Trigger("line", "reasoning", "")
     assert d.check("5 + 2 = 7", [], None) is None
     assert d.check("5 + 2 = 7.\nAnswer: 7\n", [], None) == Trigger("commit", "verify", "")  # commit first
+
+
+@pytest.mark.slow
+def test_line_guidance_writes_the_first_step_before_the_policy_starts(real_policy):
+    """detector_every_line, budget 1, inline form, on the recall tier: every assisted rollout
+    starts with the agent's line (the fact), then the policy continues on its own."""
+    from aipo_lite.agents import Guarded, make_agent
+    from aipo_lite.engine import Prov
+    from aipo_lite.rollout import rollout_group
+    from aipo_lite.tasks import load_tasks
+    tok = real_policy.tokenizer
+    tasks = load_tasks("synth", "test", tiers=["recall"], limit_per_tier=3)
+    agents = {role: Guarded(make_agent(role)) for role in ("verify", "knowledge", "reasoning")}
+    groups, _ = rollout_group(real_policy, tasks, agents, Detector(every_line=True), g_ind=1, g_asst=2,
+                              consult_budget=1, max_new_tokens=12, generator=0, guidance_form="inline")
+    for task, group in zip(tasks, groups):
+        for r in (r for r in group if r.assisted):
+            line = tok.encode(f"{task.facts[0]}.\n", add_special_tokens=False)
+            assert r.consults[0].at == 0 and r.consults[0].trigger == "line"
+            assert r.ids[:len(line)] == line and r.prov[:len(line)] == [Prov.AGENT] * len(line)
+            assert Prov.POLICY in r.prov[len(line):]
