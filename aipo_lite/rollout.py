@@ -145,6 +145,8 @@ class _Assist:
             trig = self.detector.check(text, seg, st["h_init"], since=st["checked"])
             if text.endswith("\n"):
                 st["checked"] = len(seg)  # windows ending in this line were looked at
+            if trig and trig.kind == "line" and text and not text[st["text_after"]:].strip():
+                trig = None  # line guidance alternates: the policy writes a line after each hint
             if trig and trig.agent in self.agents:  # an absent agent = that role switched off
                 req = Request(st["task"], partial=text, query=trig.query, trigger=trig.kind,
                               proposed=extract_answer(text) if trig.kind == "commit" else None)

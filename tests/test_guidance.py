@@ -75,3 +75,23 @@ def test_line_guidance_writes_the_first_step_before_the_policy_starts(real_polic
             assert r.consults[0].at == 0 and r.consults[0].trigger == "line"
             assert r.ids[:len(line)] == line and r.prov[:len(line)] == [Prov.AGENT] * len(line)
             assert Prov.POLICY in r.prov[len(line):]
+
+
+@pytest.mark.slow
+def test_line_guidance_alternates_hint_and_policy_line(real_policy):
+    """With a budget for every step (add3: two steps), hints and policy lines alternate: a
+    hint never follows a hint directly."""
+    from aipo_lite.agents import Guarded, make_agent
+    from aipo_lite.engine import Prov
+    from aipo_lite.rollout import rollout_group
+    from aipo_lite.tasks import load_tasks
+    tasks = load_tasks("synth", "test", tiers=["add3"], limit_per_tier=2)
+    agents = {role: Guarded(make_agent(role)) for role in ("verify", "knowledge", "reasoning")}
+    groups, _ = rollout_group(real_policy, tasks, agents, Detector(every_line=True, use_entropy=False),
+                              g_ind=0, g_asst=2, consult_budget=3, max_new_tokens=24, generator=0,
+                              guidance_form="inline")
+    for r in (r for g in groups for r in g):
+        answered = [c for c in r.consults if c.reply]
+        assert answered and answered[0].at == 0
+        for a, b in zip(answered, answered[1:]):  # policy tokens between consecutive hints
+            assert Prov.POLICY in r.prov[a.at:b.at]
