@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from . import engine
+from .prefill import last_position, shared_prefix_length
 from .views import TrainSeq
 
 
@@ -22,7 +22,7 @@ def sequence_logprobs(model, seqs: list[TrainSeq], temperature: float, device,
     the same gradient (the rows' gradients w.r.t. the prefix add up), for a fraction of the
     compute (a test compares LoRA gradients with and without)."""
     B, C = len(seqs), max(len(s.ids) for s in seqs)
-    n = engine.shared_prefix_length([s.prompt_ids for s in seqs]) if share_prefix and B > 1 else 0
+    n = shared_prefix_length([s.prompt_ids for s in seqs]) if share_prefix and B > 1 else 0
     R = max(len(s.prompt_ids) for s in seqs) - n
     ids = torch.zeros((B, n + R + C), dtype=torch.long)
     mask = torch.zeros_like(ids)
@@ -38,11 +38,11 @@ def sequence_logprobs(model, seqs: list[TrainSeq], temperature: float, device,
     if n:
         from transformers import DynamicCache
         pkv = model(input_ids=ids[:1, :n], position_ids=pos[:1, :n], use_cache=True,
-                    logits_to_keep=engine.last_position(n, device)).past_key_values
+                    logits_to_keep=last_position(n, device)).past_key_values
         cache = DynamicCache()
         for i, layer in enumerate(pkv.layers):
             cache.update(layer.keys.expand(B, -1, -1, -1), layer.values.expand(B, -1, -1, -1), i)
-    # an index tensor, not logits_to_keep=C + 1: see engine.last_position (a sliced view makes
+    # an index tensor, not logits_to_keep=C + 1: see prefill.last_position (a sliced view makes
     # torch expand the head's weight to [rows, dim, vocab], in backward too)
     keep = torch.arange(R - 1, R + C - 1, device=device)
     logits = model(input_ids=ids[:, n:], attention_mask=mask, position_ids=pos[:, n:], past_key_values=cache,

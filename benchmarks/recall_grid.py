@@ -15,7 +15,6 @@ a 95% percentile-bootstrap interval over seeds x problems, and the per-seed mean
 
 import argparse
 import json
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +44,7 @@ for arm in args.arms:
 
 
 from aipo_lite.config import Config  # noqa: E402
-from aipo_lite.evaluation import EvalResult, evaluate, pass_at_k  # noqa: E402
+from aipo_lite.evaluation import bootstrap_ci, evaluate, pass_at_k  # noqa: E402
 from aipo_lite.experiments import load_trained  # noqa: E402
 from aipo_lite.tasks import load_tasks  # noqa: E402
 
@@ -61,12 +60,6 @@ def final_eval(run: Path | None) -> list[dict]:
     return json.loads(path.read_text())["problems"]
 
 
-def interval(values: list[float], seed: int = 0) -> tuple[float, float]:
-    rng = random.Random(seed)
-    means = sorted(sum(rng.choices(values, k=len(values))) / len(values) for _ in range(2000))
-    return means[49], means[1949]
-
-
 print(f"\nagent-free pass@1 and pass@{args.n} on every test problem after {args.steps} steps "
       f"(mean over seeds x problems [95% interval]; per-seed means); mean step time")
 for arm in ["base", *args.arms]:
@@ -77,7 +70,7 @@ for arm in ["base", *args.arms]:
         for k in (1, args.n):
             per_seed = [[pass_at_k(p["n"], p["correct"], k) for p in e if p["kind"] == tier] for e in evals]
             flat = [v for vs in per_seed for v in vs]
-            lo, hi = interval(flat)
+            lo, hi = bootstrap_ci(flat, samples=2000)
             cells.append(f"{tier} pass@{k} {sum(flat) / len(flat):.3f} [{lo:.3f}, {hi:.3f}] "
                          f"({' '.join(f'{sum(vs) / len(vs):.2f}' for vs in per_seed)})")
     times = [m["step_time"] for r in runs if r for m in map(json.loads, (r / "metrics.jsonl").read_text().splitlines())
