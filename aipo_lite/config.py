@@ -93,6 +93,7 @@ class Config:
 
     # --- training (METHODS.md §1 and §3) ---------------------------------------------
     algorithm: str = _f("grpo", "Base RLVR algorithm: grpo, drgrpo, dapo (clip-higher, token-level mean, dynamic sampling) or rloo.", ("grpo", "drgrpo", "dapo", "rloo"))
+    advantage: str = _f("group", "Advantage rule: 'group' (the algorithm's group advantage, assisted rollouts against `baseline`; METHODS.md §1, §3), 'aapo' (AAPO's advantage momentum: each rollout also against a paired rollout of the frozen reference, aapo.py) or 'sft' (the distillation baseline: an assisted rollout's advantage is its reward, every other rollout's 0, so the update is supervised fine-tuning on the agent-assisted successes).", ("group", "aapo", "sft"))
     agent_weight: str = _f("aipo", "Weight of AGENT tokens in the loss: sft (1), is (pi), is_clip (pi inside the clip range, else 0), luffy (grad of pi/(pi+gamma)), aipo (span geometric-mean prob clipped to [agent_w_min, agent_w_max]).", ("sft", "is", "is_clip", "luffy", "aipo"))
     agent_w_min: float = _f(0.5, "aipo weight floor (no vanishing gradient on tokens the policy cannot produce yet).")
     agent_w_max: float = _f(1.0, "aipo weight cap (no over-trust).")
@@ -161,6 +162,8 @@ class Config:
         for name in ("g_ind", "g_asst", "consult_budget", "agent_retries", "probe_problems_per_tier"):
             _check(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
         _check(self.g_ind + self.g_asst >= 1, "g_asst", self.g_asst, "g_ind + g_asst must be >= 1")
+        _check(self.advantage != "sft" or self.g_asst >= 1, "advantage", self.advantage,
+               "'sft' trains on the agent-assisted successes: it needs g_asst >= 1")
         _check(self.guidance_fade_steps >= 0, "guidance_fade_steps", self.guidance_fade_steps, "must be >= 0")
         _check(not self.guide_only_failed or self.g_ind >= 1, "guide_only_failed", self.guide_only_failed,
                "needs g_ind >= 1 (independent rollouts decide which problems failed)")

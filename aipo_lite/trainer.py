@@ -159,7 +159,8 @@ def update(policy, opt, seqs: list[TrainSeq], cfg: Config) -> dict:
 
 
 def assign_advantages(seqs: list[TrainSeq], cfg: Config) -> tuple[list[TrainSeq], float]:
-    """Per-group advantages in place; DAPO drops equal-reward groups. (kept seqs, zero-std fraction)."""
+    """Per-group advantages in place; DAPO drops equal-reward groups. (kept seqs, zero-std fraction).
+    advantage='sft': an assisted rollout's advantage is its reward, any other's 0 (distillation)."""
     groups: dict[int, list[TrainSeq]] = {}
     for s in seqs:
         groups.setdefault(s.group, []).append(s)
@@ -167,6 +168,11 @@ def assign_advantages(seqs: list[TrainSeq], cfg: Config) -> tuple[list[TrainSeq]
     for g in groups.values():
         r = torch.tensor([s.meta["reward"] for s in g], dtype=torch.float32)
         zero += int(not obj.keep_group(r))
+        if cfg.advantage == "sft":
+            for s in g:
+                s.advantage = float(s.meta["reward"]) if s.assisted else 0.0
+            kept += g
+            continue
         if cfg.algorithm == "dapo" and not obj.keep_group(r):
             continue
         ind = [s for s in g if not s.assisted]

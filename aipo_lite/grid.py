@@ -1,0 +1,156 @@
+"""Experiment grids: arms x seeds at equal budget, trained, evaluated agent-free, tabulated.
+
+An arm is a named change of one base config (ARMS); every arm keeps the base's steps, prompts
+per step and rollouts per prompt (g_ind + g_asst), so arms differ in how rollouts are made and
+trained, never in how many there are. Each (arm, seed) trains in its own run folder
+`root/{arm}-s{seed}` in a subprocess (`python -m aipo_lite.trainer`), and resumes: re-running
+a grid skips finished runs and continues interrupted ones from their last checkpoint. Each
+final adapter (and the base policy, `root/base`) is then evaluated agent-free on the given test
+problems with n samples each (the evaluation sampling seed is the base config's, the same for
+every arm: common random numbers); that result is saved as final_eval.json and reused.
+
+The table reports, per arm, tier and k: pass@k as the mean over seeds x problems with a 95%
+two-level bootstrap interval (resample seeds, then problems within each drawn seed, so the
+interval holds the seed-to-seed spread as well as the problem sample), the per-seed means, the
+mean step time and the run's wall time. `differences` gives each arm minus a reference arm with
+the same bootstrap, and says whether the interval excludes 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+from .config import Config
+from .evaluation import evaluate, pass_at_k
+
+WEIGHT_ARMS = ("sft", "is", "is_clip", "luffy")
+ARMS = {
+    "grpo": lambda c: dict(g_ind=c.g_ind + c.g_asst, g_asst=0, guidance_fade_steps=0, guide_only_failed=False),
+    "aipo": lambda c: {},
+    "aipo_fade": lambda c: dict(guidance_fade_steps=c.train_steps),
+    "aipo_failed": lambda c: dict(guide_only_failed=True),
+    **{f"aipo_{w}": (lambda c, w=w: dict(agent_weight=w)) for w in WEIGHT_ARMS},
+    "sft": lambda c: dict(advantage="sft", agent_weight="sft", credit="all"),
+}
+
+
+def arm_config(base: Config, arm: str, seed: int, root: str | Path) -> Config:
+    """The config of `arm` at `seed` under `root` (unknown arms raise a ValueError naming them)."""
+    if arm not in ARMS:
+        raise ValueError(f"arm={arm!r} is not valid; choose one of {list(ARMS)}")
+    return dataclasses.replace(base, run_dir=str(Path(root) / f"{arm}-s{seed}"), seed=seed, **ARMS[arm](base))
+
+
+def train_grid(base: Config, arms: list[str], seeds: list[int], root: str | Path, profile: str = "demo",
+               log=print) -> None:
+    """Train every arm x seed (resumable; finished runs are skipped by the trainer)."""
+    for arm in arms:
+        for seed in seeds:
+            cfg = arm_config(base, arm, seed, root)
+            log(f"== {cfg.run_dir}")
+            done = subprocess.run([sys.executable, "-m", "aipo_lite.trainer", "--profile", profile,
+                                   "--run-dir", cfg.run_dir, "--overrides",
+                                   json.dumps({k: v for k, v in cfg.to_dict().items() if k != "run_dir"})],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if done.returncode:
+                raise RuntimeError(f"training {cfg.run_dir} failed:\n{done.stderr[-3000:]}")
+
+
+def final_eval(base: Config, run: Path, tests: list, n: int, trained: bool = True) -> list[dict]:
+    """Agent-free evaluation of run's final adapter (trained=False: the base policy), cached."""
+    from .experiments import load_trained
+    path = run / "final_eval.json"
+    if not path.exists():
+        ecfg = dataclasses.replace(base, eval_n=n, eval_ks=[1, n], bootstrap_samples=0)
+        evaluate(load_trained(ecfg, run if trained else None), tests, ecfg, progress=False).save(path)
+    return json.loads(path.read_text())["problems"]
+
+
+def hier_bootstrap(per_seed: list[list[float]], samples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of the mean over seeds x problems: resample seeds, then problems in each."""
+    rng = random.Random(seed)
+    means = []
+    for _ in range(samples):
+        vals = [v for s in rng.choices(per_seed, k=len(per_seed)) for v in rng.choices(s, k=len(s))]
+        means.append(sum(vals) / len(vals))
+    means.sort()
+    return means[int(0.025 * samples)], means[min(samples - 1, int(0.975 * samples))]
+
+
+def read_metrics(run: Path) -> list[dict]:
+    path = run / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+
+def collect(base: Config, arms: list[str], seeds: list[int], root: str | Path, tests: list, n: int) -> dict:
+    """{arm: {'evals': [problems per seed], 'metrics': [history per seed]}}; 'base' is the untrained policy."""
+    root = Path(root)
+    out = {"base": {"evals": [final_eval(base, root / "base", tests, n, trained=False)], "metrics": []}}
+    for arm in arms:
+        runs = [Path(arm_config(base, arm, s, root).run_dir) for s in seeds]
+        out[arm] = {"evals": [final_eval(base, r, tests, n) for r in runs], "metrics": [read_metrics(r) for r in runs]}
+    return out
+
+
+def per_seed_values(evals: list[list[dict]], tier: str, k: int) -> list[list[float]]:
+    return [[pass_at_k(p["n"], p["correct"], k) for p in e if tier in ("all", p["kind"])] for e in evals]
+
+
+def table(results: dict, tiers: list[str], ks: list[int], samples: int = 2000) -> list[dict]:
+    """One row per arm and tier: pass@k mean, interval and per-seed means; step time; wall time."""
+    rows = []
+    for arm, res in results.items():
+        steps = [m["step_time"] for h in res["metrics"] for m in h if "step_time" in m]
+        walls = [sum(m.get("step_time", 0.0) for m in h) for h in res["metrics"]]
+        for tier in tiers:
+            row = {"arm": arm, "tier": tier, "seeds": len(res["evals"]),
+                   "s_per_step": sum(steps) / len(steps) if steps else None,
+                   "wall_s": sum(walls) / len(walls) if walls else None}
+            for k in ks:
+                ps = per_seed_values(res["evals"], tier, k)
+                flat = [v for s in ps for v in s]
+                lo, hi = hier_bootstrap(ps, samples)
+                row[f"pass@{k}"] = {"mean": sum(flat) / len(flat), "lo": lo, "hi": hi,
+                                    "per_seed": [sum(s) / len(s) for s in ps]}
+            rows.append(row)
+    return rows
+
+
+def differences(results: dict, reference: str, tier: str, k: int, samples: int = 2000, seed: int = 0) -> list[dict]:
+    """Each arm's pass@k minus the reference arm's, with a 95% two-level bootstrap interval of the difference."""
+    rng = random.Random(seed)
+    ref = per_seed_values(results[reference]["evals"], tier, k)
+    out = []
+    for arm, res in results.items():
+        if arm == reference:
+            continue
+        ps = per_seed_values(res["evals"], tier, k)
+        draws = []
+        for _ in range(samples):
+            a = [v for s in rng.choices(ps, k=len(ps)) for v in rng.choices(s, k=len(s))]
+            b = [v for s in rng.choices(ref, k=len(ref)) for v in rng.choices(s, k=len(s))]
+            draws.append(sum(a) / len(a) - sum(b) / len(b))
+        draws.sort()
+        mean = sum(v for s in ps for v in s) / sum(map(len, ps)) - sum(v for s in ref for v in s) / sum(map(len, ref))
+        lo, hi = draws[int(0.025 * samples)], draws[min(samples - 1, int(0.975 * samples))]
+        out.append({"arm": arm, "minus": reference, "tier": tier, "k": k, "diff": mean, "lo": lo, "hi": hi,
+                    "beyond_interval": lo > 0 or hi < 0})
+    return out
+
+
+def markdown(rows: list[dict], ks: list[int]) -> str:
+    """The table as markdown: one line per arm and tier."""
+    head = "| arm | tier | seeds | " + " | ".join(f"pass@{k} [95%] (per seed)" for k in ks) + " | s/step | wall s |"
+    lines = [head, "|" + "---|" * (5 + len(ks))]
+    for r in rows:
+        cells = [f"{r[f'pass@{k}']['mean']:.3f} [{r[f'pass@{k}']['lo']:.3f}, {r[f'pass@{k}']['hi']:.3f}] "
+                 f"({' '.join(f'{v:.2f}' for v in r[f'pass@{k}']['per_seed'])})" for k in ks]
+        t = "" if r["s_per_step"] is None else f"{r['s_per_step']:.1f}"
+        w = "" if r["wall_s"] is None else f"{r['wall_s']:.0f}"
+        lines.append(f"| {r['arm']} | {r['tier']} | {r['seeds']} | " + " | ".join(cells) + f" | {t} | {w} |")
+    return "\n".join(lines)
