@@ -71,6 +71,22 @@ class Config:
     guidance_fade_steps: int = _f(0, "Fade guidance: assisted rollouts per group fall linearly to 0 over this many training steps, the freed slots become independent rollouts (guidance.py); 0 = no fading.")
     guide_only_failed: bool = _f(False, "Guide only problems whose g_ind independent rollouts all failed; the others get g_asst more independent rollouts (guidance.py). Needs g_ind >= 1.")
     guidance_form: str = _f("tagged", "How an agent's reply enters an assisted rollout: 'tagged' (assisted prompt that teaches the consult tags; reply as <feedback>...</feedback>) or 'inline' (agent-free prompt; reply written as the policy's own next line, AGENT tokens, no tags; detector consults only).", ("tagged", "inline"))
+    # --- method parts (pipeline.py composes them; METHODS.md §4) --------------------------
+    arpo_branches: int = _f(0, "ARPO (arpo.py): branches per group on top of its g_ind + g_asst whole rollouts, from points after agent replies (else line ends), each with probability clip(arpo_alpha + arpo_beta * ΔH, 0, 1); 0 = off.")
+    arpo_alpha: float = _f(0.5, "ARPO base branching probability (their code's branch_probability 0.5).")
+    arpo_beta: float = _f(0.2, "ARPO weight of the entropy change ΔH (their code's entropy_weight 0.2).")
+    arpo_k: int = _f(8, "ARPO: POLICY tokens after a point whose mean entropy, minus the rollout's first k, is ΔH (their code: 20; our completions are shorter).")
+    arpo_beam: int = _f(1, "ARPO: branches made at a point that branches (Z; their beam 2 = the parent + 1).")
+    arpo_attribution: str = _f("soft", "ARPO advantage of shared-prefix tokens: 'soft' (trained once, in the parent, with its own group advantage) or 'hard' (the mean advantage of every rollout that shares the token).", ("soft", "hard"))
+    rrl_groups: int = _f(0, "RRL (rrl.py): groups per step that start from stored promising prefixes instead of fresh prompts (equal budget); 0 = off.")
+    rrl_capacity: int = _f(64, "RRL: most prefixes the replay buffer holds (the least promising, then oldest, is evicted).")
+    rrl_max_age: int = _f(20, "RRL: a stored prefix older than this many steps is dropped (stale).")
+    rrl_max_replays: int = _f(2, "RRL: a prefix is replayed at most this many times.")
+    rrl_max_group_reward: float = _f(0.5, "RRL: only groups with mean reward <= this give prefixes (problems the policy mostly fails).")
+    rrl_prefix_frac: float = _f(0.5, "RRL: a rollout without agent lines is cut at the line end nearest this fraction of its tokens.")
+    aapo_clip_low: float = _f(0.2, "AAPO (aapo.py, advantage='aapo'): the momentum r - r_ref is clipped to [-aapo_clip_low, aapo_clip_high].")
+    aapo_clip_high: float = _f(0.28, "AAPO: upper clip of the momentum.")
+
     rollout_temperature: float = _f(1.0, "Sampling temperature of rollouts.")
     rollout_max_new_tokens: int = _f(64, "Max tokens the policy samples per rollout (agent feedback comes on top).")
     agent_backend: str = _f("rule", "Backend of all three agents: 'rule' (deterministic, reads privileged fields), 'hf' (a local transformers model), 'openai' (an OpenAI-compatible chat server).", ("rule", "hf", "openai"))
@@ -123,6 +139,13 @@ class Config:
     boundary_problems_per_tier: int = _f(20, "Notebook 05: held-out problems per tier for pass@k of base / GRPO / AIPO.")
     boundary_n: int = _f(64, "Notebook 05: samples per problem; pass@k is reported for k = 1, 2, 4, ... <= boundary_n.")
 
+    # --- method grids (grid.py; notebook 06, benchmarks/recall_grid.py) ---------------------
+    grid_arms: list = _f(["grpo", "aipo", "arpo", "aapo", "rrl", "aipo+arpo", "aipo+aapo", "aipo+rrl"], "Arms of the method grid (grid.ARMS): each a change of the grid's base config at equal rollouts per step.")
+    grid_seeds: list = _f([0, 1, 2], "Seeds of every grid arm (>= 3 for a claim that one arm beats another).")
+    grid_overrides: dict = _f(dict(train_tiers=["recall"], heldout_tiers=["recall", "recall_t"], train_steps=40, prompts_per_step=4, g_ind=2, g_asst=2, consult_budget=1, detector_every_line=True, guidance_form="inline", rollout_max_new_tokens=16, eval_max_new_tokens=16, train_eval_problems_per_tier=12, train_eval_n=4, train_eval_every=20, checkpoint_every=10, log_completions_every=0), "Config fields the grid's base config changes (default: the controlled-bottleneck protocol of the README: train on `recall`, evaluate on `recall` and `recall_t`, inline guidance at the first line).")
+    grid_eval_n: int = _f(16, "Samples per held-out problem in the grid's final agent-free evaluation (pass@1 and pass@grid_eval_n).")
+    grid_eval_problems_per_tier: int = _f(0, "Held-out problems per tier in the grid's final evaluation; 0 = all.")
+
     # --- evaluation (always agent-free) ----------------------------------------------
     eval_problems_per_tier: int = _f(60, "Test problems per tier to evaluate; 0 = all.")
     eval_n: int = _f(8, "Completions sampled per problem (n of the pass@k estimator).")
@@ -164,6 +187,19 @@ class Config:
         _check(self.g_ind + self.g_asst >= 1, "g_asst", self.g_asst, "g_ind + g_asst must be >= 1")
         _check(self.advantage != "sft" or self.g_asst >= 1, "advantage", self.advantage,
                "'sft' trains on the agent-assisted successes: it needs g_asst >= 1")
+        for name in ("arpo_branches", "arpo_beta", "rrl_groups", "aapo_clip_low", "aapo_clip_high"):
+            _check(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
+        for name in ("arpo_k", "arpo_beam", "rrl_capacity", "rrl_max_age", "rrl_max_replays"):
+            _check(getattr(self, name) >= 1, name, getattr(self, name), "must be >= 1")
+        _check(0 <= self.arpo_alpha <= 1, "arpo_alpha", self.arpo_alpha, "must be in [0, 1]")
+        _check(0 < self.rrl_prefix_frac < 1, "rrl_prefix_frac", self.rrl_prefix_frac, "must be in (0, 1)")
+        _check(self.rrl_groups < self.prompts_per_step, "rrl_groups", self.rrl_groups,
+               f"must be < prompts_per_step={self.prompts_per_step} (fresh prompts fill the buffer)")
+        _check(not (self.advantage == "aapo" and self.algorithm == "dapo"), "advantage", self.advantage,
+               "'aapo' does not combine with algorithm='dapo': dynamic sampling drops the equal-reward groups "
+               "where AAPO's momentum is the only signal")
+        _check(not (self.advantage == "sft" and (self.arpo_branches or self.rrl_groups)), "advantage", self.advantage,
+               "'sft' (the distillation baseline) takes no method parts: set arpo_branches=0 and rrl_groups=0")
         _check(self.guidance_fade_steps >= 0, "guidance_fade_steps", self.guidance_fade_steps, "must be >= 0")
         _check(not self.guide_only_failed or self.g_ind >= 1, "guide_only_failed", self.guide_only_failed,
                "needs g_ind >= 1 (independent rollouts decide which problems failed)")
@@ -187,6 +223,17 @@ class Config:
         _check(self.boundary_n >= 1, "boundary_n", self.boundary_n, "must be >= 1")
         for name in ("train_eval_every", "checkpoint_every", "log_completions_every"):
             _check(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
+        from .grid import ARMS
+        bad = [a for a in self.grid_arms if a not in ARMS]
+        _check(not bad and bool(self.grid_arms), "grid_arms", bad or self.grid_arms,
+               f"must be a non-empty list of arms from {list(ARMS)}")
+        _check(self.grid_eval_n >= 1, "grid_eval_n", self.grid_eval_n, "must be >= 1")
+        _check(self.grid_eval_problems_per_tier >= 0, "grid_eval_problems_per_tier", self.grid_eval_problems_per_tier,
+               "must be >= 0")
+        _check(len(self.grid_seeds) >= 1 and all(isinstance(x, int) for x in self.grid_seeds), "grid_seeds",
+               self.grid_seeds, "must be a non-empty list of ints")
+        bad = sorted(set(self.grid_overrides) - {f.name for f in dataclasses.fields(self)} | {"grid_overrides"} & set(self.grid_overrides))
+        _check(not bad, "grid_overrides", bad, "are not Config fields (or nest grid_overrides)")
         _check(self.eval_problems_per_tier >= 0, "eval_problems_per_tier", self.eval_problems_per_tier, "must be >= 0")
         _check(self.eval_n >= 1, "eval_n", self.eval_n, "must be >= 1")
         _check(bool(self.eval_ks) and all(isinstance(k, int) and 1 <= k <= self.eval_n for k in self.eval_ks),
@@ -223,6 +270,15 @@ class Config:
         print(cfg)
         return cfg, out
 
+    @property
+    def method(self) -> str:
+        """The method parts this config switches on, e.g. 'aipo+arpo' or 'grpo' (pipeline.py)."""
+        if self.advantage == "sft":
+            return "sft"
+        parts = [name for name, on in (("aipo", self.g_asst > 0), ("arpo", self.arpo_branches > 0),
+                                       ("aapo", self.advantage == "aapo"), ("rrl", self.rrl_groups > 0)) if on]
+        return "+".join(parts) or self.algorithm
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -242,15 +298,21 @@ def _check(ok: bool, name: str, value: Any, why: str) -> None:
 
 
 # Presets. `demo` is what `make demo` runs on a 2-core CPU; `smoke` is for tests.
+# The demo's slice of the method grid: the controlled-bottleneck protocol, 4 steps, small evaluations.
+DEMO_GRID = {**Config.__dataclass_fields__["grid_overrides"].default_factory(), "train_steps": 4,
+             "train_eval_every": 0, "train_eval_problems_per_tier": 4, "train_eval_n": 2, "checkpoint_every": 2}
 PROFILES: dict[str, dict] = {
     "demo": dict(eval_problems_per_tier=10, eval_n=8, eval_ks=[1, 2, 4, 8], probe_problems_per_tier=6,
                  train_tiers=["add3", "expr3"], train_steps=10, prompts_per_step=4, rollout_max_new_tokens=48,
                  train_eval_every=5, checkpoint_every=5, log_completions_every=5, boundary_problems_per_tier=6,
-                 boundary_n=32),
+                 boundary_n=32, grid_arms=["grpo", "aipo", "aipo+arpo", "aipo+aapo", "aipo+rrl"], grid_eval_n=4,
+                 grid_eval_problems_per_tier=6, grid_overrides=DEMO_GRID),
     "smoke": dict(eval_tiers=["add1d", "add3"], eval_problems_per_tier=2, eval_n=2, eval_ks=[1, 2],
                   eval_max_new_tokens=24, bootstrap_samples=50, probe_problems_per_tier=1, g_ind=2,
                   g_asst=2, rollout_max_new_tokens=24, train_tiers=["add1d", "add3"], heldout_tiers=["add3"],
                   train_steps=2, prompts_per_step=1, train_eval_every=0, train_eval_problems_per_tier=1,
                   train_eval_n=2, checkpoint_every=0, log_completions_every=1, boundary_problems_per_tier=1,
-                  boundary_n=4, lora_r=4, equal_wall_time=False),
+                  boundary_n=4, lora_r=4, equal_wall_time=False, grid_arms=["grpo", "aipo+rrl"], grid_seeds=[0],
+                  grid_eval_n=2, grid_eval_problems_per_tier=1, grid_overrides={**DEMO_GRID, "train_steps": 2,
+                                                                                  "prompts_per_step": 2}),
 }

@@ -29,14 +29,37 @@ from .config import Config
 from .evaluation import evaluate, pass_at_k
 
 WEIGHT_ARMS = ("sft", "is", "is_clip", "luffy")
+
+
+def _split(c) -> tuple[int, int]:
+    """(G, half): the base's rollouts per group and half of them."""
+    g = c.g_ind + c.g_asst
+    return g, max(1, g // 2)
+
+
+_PLAIN = dict(guidance_fade_steps=0, guide_only_failed=False)
 ARMS = {
-    "grpo": lambda c: dict(g_ind=c.g_ind + c.g_asst, g_asst=0, guidance_fade_steps=0, guide_only_failed=False),
+    # plain RLVR and AIPO (guidance.py)
+    "grpo": lambda c: dict(g_ind=_split(c)[0], g_asst=0, **_PLAIN),
     "aipo": lambda c: {},
     "aipo_fade": lambda c: dict(guidance_fade_steps=c.train_steps),
     "aipo_failed": lambda c: dict(guide_only_failed=True),
     **{f"aipo_{w}": (lambda c, w=w: dict(agent_weight=w)) for w in WEIGHT_ARMS},
     "sft": lambda c: dict(advantage="sft", agent_weight="sft", credit="all"),
+    # the other seeds alone (no agents) and with AIPO; every arm keeps G rollouts per group
+    "arpo": lambda c: dict(g_ind=_split(c)[0] - _split(c)[1], g_asst=0, arpo_branches=_split(c)[1], **_PLAIN),
+    "aapo": lambda c: dict(g_ind=_split(c)[0], g_asst=0, advantage="aapo", **_PLAIN),
+    "rrl": lambda c: dict(g_ind=_split(c)[0], g_asst=0, rrl_groups=max(1, c.prompts_per_step // 4), **_PLAIN),
+    "aipo+arpo": lambda c: dict(g_asst=max(1, c.g_asst // 2), arpo_branches=c.g_asst - max(1, c.g_asst // 2))
+    if c.g_asst > 1 else dict(g_ind=max(1, c.g_ind // 2), arpo_branches=c.g_ind - max(1, c.g_ind // 2)),
+    "aipo+aapo": lambda c: dict(advantage="aapo"),
+    "aipo+rrl": lambda c: dict(rrl_groups=max(1, c.prompts_per_step // 4)),
 }
+
+
+def base_config(cfg: Config) -> Config:
+    """The grid's base: cfg with cfg.grid_overrides applied (validated like any config)."""
+    return dataclasses.replace(cfg, **cfg.grid_overrides)
 
 
 def arm_config(base: Config, arm: str, seed: int, root: str | Path) -> Config:
@@ -47,18 +70,22 @@ def arm_config(base: Config, arm: str, seed: int, root: str | Path) -> Config:
 
 
 def train_grid(base: Config, arms: list[str], seeds: list[int], root: str | Path, profile: str = "demo",
-               log=print) -> None:
-    """Train every arm x seed (resumable; finished runs are skipped by the trainer)."""
-    for arm in arms:
-        for seed in seeds:
-            cfg = arm_config(base, arm, seed, root)
-            log(f"== {cfg.run_dir}")
-            done = subprocess.run([sys.executable, "-m", "aipo_lite.trainer", "--profile", profile,
-                                   "--run-dir", cfg.run_dir, "--overrides",
-                                   json.dumps({k: v for k, v in cfg.to_dict().items() if k != "run_dir"})],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            if done.returncode:
-                raise RuntimeError(f"training {cfg.run_dir} failed:\n{done.stderr[-3000:]}")
+               log=print, subprocess_runs: bool = True) -> None:
+    """Train every arm x seed (resumable; finished runs are skipped by the trainer), each in
+    its own process (`subprocess_runs`) or in this one."""
+    from .trainer import train
+    cfgs = [arm_config(base, arm, seed, root) for arm in arms for seed in seeds]  # bad names fail first
+    for cfg in cfgs:
+        log(f"== {cfg.run_dir} ({cfg.method})")
+        if not subprocess_runs:
+            train(cfg, progress=False)
+            continue
+        done = subprocess.run([sys.executable, "-m", "aipo_lite.trainer", "--profile", profile,
+                               "--run-dir", cfg.run_dir, "--overrides",
+                               json.dumps({k: v for k, v in cfg.to_dict().items() if k != "run_dir"})],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode:
+            raise RuntimeError(f"training {cfg.run_dir} failed:\n{done.stderr[-3000:]}")
 
 
 def final_eval(base: Config, run: Path, tests: list, n: int, trained: bool = True) -> list[dict]:
@@ -154,3 +181,16 @@ def markdown(rows: list[dict], ks: list[int]) -> str:
         w = "" if r["wall_s"] is None else f"{r['wall_s']:.0f}"
         lines.append(f"| {r['arm']} | {r['tier']} | {r['seeds']} | " + " | ".join(cells) + f" | {t} | {w} |")
     return "\n".join(lines)
+
+
+def cost(results: dict, reference: str = "grpo") -> dict:
+    """Mean step time per arm and its ratio to the reference arm's (None without it)."""
+    out = {}
+    for arm, res in results.items():
+        steps = [m["step_time"] for h in res["metrics"] for m in h if "step_time" in m]
+        if steps:
+            out[arm] = {"s_per_step": sum(steps) / len(steps)}
+    ref = out.get(reference, {}).get("s_per_step")
+    for c in out.values():
+        c["vs_grpo"] = c["s_per_step"] / ref if ref else None
+    return out

@@ -123,17 +123,18 @@ def plot_weight_curves(w_min: float = 0.5, w_max: float = 1.0, gamma: float = 0.
 def plot_training_curves(histories: dict[str, list[dict]]):
     """Reward, held-out agent-free pass@1 (by step and by wall time) and consult rate per run."""
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.0))
-    for name, hist in histories.items():
+    for i, (name, hist) in enumerate(histories.items()):
+        st = style(i)  # own colour, line style and marker: the equal-wall-time run cannot hide GRPO's line
         steps = [m for m in hist if "reward_mean" in m]
-        axes[0].plot([m["step"] for m in steps], [m["reward_mean"] for m in steps], label=name)
+        axes[0].plot([m["step"] for m in steps], [m["reward_mean"] for m in steps], label=name, **st)
         evals = [m for m in hist if "eval_pass1" in m]
-        axes[1].plot([m["step"] for m in evals], [m["eval_pass1"] for m in evals], marker="o", label=name)
+        axes[1].plot([m["step"] for m in evals], [m["eval_pass1"] for m in evals], label=name, **st)
         clock, t = {0: 0.0}, 0.0
         for m in steps:
             t += m["step_time"]
             clock[m["step"]] = t
-        axes[2].plot([clock[m["step"]] / 60 for m in evals], [m["eval_pass1"] for m in evals], marker="o", label=name)
-        axes[3].plot([m["step"] for m in steps], [m["consult_rate"] or 0.0 for m in steps], label=name)
+        axes[2].plot([clock[m["step"]] / 60 for m in evals], [m["eval_pass1"] for m in evals], label=name, **st)
+        axes[3].plot([m["step"] for m in steps], [m["consult_rate"] or 0.0 for m in steps], label=name, **st)
     for ax, (x, y) in zip(axes, [("step", "rollout reward (mean)"), ("step", "held-out pass@1 (agent-free)"),
                                  ("wall time of steps (min)", "held-out pass@1 (agent-free)"),
                                  ("step", "answered consults / assisted rollout")]):
@@ -141,5 +142,63 @@ def plot_training_curves(histories: dict[str, list[dict]]):
         ax.set_ylabel(y)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# every run gets its own colour, line style and marker, so no line hides another
+STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1)), "v"), ((0, (1, 2)), "P"),
+          ((0, (3, 1, 1, 1)), "X"), ((0, (6, 2)), "*")]
+
+
+def style(i: int) -> dict:
+    ls, marker = STYLES[i % len(STYLES)]
+    return dict(color=f"C{i % 10}", linestyle=ls, marker=marker, markersize=4)
+
+
+def plot_grid_curves(results: dict):
+    """Per arm of a grid (grid.collect): rollout reward by step, held-out agent-free pass@1 by
+    step and by wall time; the mean over seeds (thin lines: each seed)."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
+    for i, (arm, res) in enumerate((a, r) for a, r in results.items() if r["metrics"]):
+        st = style(i)
+        for panel, (key, by) in enumerate([("reward_mean", "step"), ("eval_pass1", "step"), ("eval_pass1", "wall")]):
+            curves = []
+            for hist in res["metrics"]:
+                t, xs, ys = 0.0, [], []
+                for m in hist:
+                    t += m.get("step_time", 0.0)
+                    if m.get(key) is not None:
+                        xs.append(m["step"] if by == "step" else t / 60)
+                        ys.append(m[key])
+                curves.append((xs, ys))
+                axes[panel].plot(xs, ys, color=st["color"], linestyle=st["linestyle"], alpha=0.25, linewidth=0.8)
+            n = min(len(c[1]) for c in curves)
+            mean_x = [sum(c[0][j] for c in curves) / len(curves) for j in range(n)]
+            mean_y = [sum(c[1][j] for c in curves) / len(curves) for j in range(n)]
+            axes[panel].plot(mean_x, mean_y, label=arm if panel == 0 else None, **st)
+    for ax, (x, y) in zip(axes, [("step", "rollout reward (mean over seeds)"), ("step", "held-out pass@1 (agent-free)"),
+                                 ("wall time of steps (min)", "held-out pass@1 (agent-free)")]):
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        ax.grid(alpha=0.3)
+    fig.legend(loc="center right", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 0.88, 1))
+    return fig
+
+
+def plot_grid_table(rows: list[dict], tier: str, k: int = 1):
+    """pass@k of every arm on one tier: mean over seeds x problems with its 95% interval, and
+    each seed's mean as a dot."""
+    rows = [r for r in rows if r["tier"] == tier]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(rows), 3.2))
+    for i, r in enumerate(rows):
+        cell = r[f"pass@{k}"]
+        ax.errorbar([i], [cell["mean"]], yerr=[[cell["mean"] - cell["lo"]], [cell["hi"] - cell["mean"]]],
+                    fmt="o", color=f"C{i % 10}", capsize=4)
+        ax.scatter([i] * len(cell["per_seed"]), cell["per_seed"], color=f"C{i % 10}", s=10, alpha=0.5)
+    ax.set_xticks(range(len(rows)), [r["arm"] for r in rows], rotation=30, ha="right")
+    ax.set_ylabel(f"{tier} pass@{k} (agent-free)")
+    ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return fig

@@ -81,6 +81,8 @@ class Rollout:
     consults: list[Consult] = field(default_factory=list)
     reward: float = 0.0
     prefix_len: int = 0  # generated tokens that came from a given starting prefix
+    parent: int = -1     # ARPO: index in its group of the rollout it branched from
+    ref_reward: float | None = None  # AAPO: reward of the paired reference rollout
 
 
 def agents_from_config(cfg) -> dict[str, Guarded]:
@@ -204,9 +206,7 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
         prefix = (prefixes or {}).get(task.id, [])
         for assisted, prompt in [(False, plain)] * g_ind + [(True, asst)] * g_asst:
             row = Row(prompt_ids=prompt + prefix, max_new_tokens=max_new_tokens,
-                      state={"assisted": assisted, "task": task, "consults": [], "seg_start": 0,
-                             "h_init": None, "text_after": 0, "text": "", "n_dec": 0, "checked": 0,
-                             "intercept_eos": assisted and detector.verify_before_commit})
+                      state=_row_state(task, assisted, detector))
             rows.append(row)
             meta.append((task, assisted, prompt, prefix))
     if detector.every_line:  # guidance before the first token: the first step, then the policy
@@ -226,6 +226,38 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
         r.reward = score(_final_text(r, tok), task.answer, reward_mode)
         groups[task.id].append(r)
     return [groups[t.id] for t in tasks], stats
+
+
+def _row_state(task: Task, assisted: bool, detector: Detector) -> dict:
+    return {"assisted": assisted, "task": task, "consults": [], "seg_start": 0, "h_init": None,
+            "text_after": 0, "text": "", "n_dec": 0, "checked": 0,
+            "intercept_eos": assisted and detector.verify_before_commit}
+
+
+def continue_rollouts(policy, starts: list[tuple[Rollout, int]], temperature: float = 1.0,
+                      max_new_tokens: int = 64, reward_mode: str = "strict", generator=None) -> list[Rollout]:
+    """For each (rollout, position): a new rollout that shares the first `position` generated
+    tokens of `rollout` (its prompt, provenance, log-probs) and samples on from there, in one
+    batch (prefill shares the common prefix's KV). The continuation consults no agent; it stops
+    at a committed answer, EOS or the policy's remaining token budget. prefix_len = position:
+    views.continuation_seq trains only the new tokens (ARPO branches)."""
+    tok = policy.tokenizer
+    hook = _Assist(tok, Detector(use_entropy=False, verify_before_commit=False), {}, 0)
+    rows = []
+    for r, at in starts:
+        used = sum(1 for p in r.prov[:at] if p == Prov.POLICY)
+        rows.append(Row(prompt_ids=list(r.prompt_ids) + r.ids[:at], max_new_tokens=max(max_new_tokens - used, 1),
+                        state=_row_state(r.task, False, hook.detector)))
+    engine.run(policy.sampler(), tok, rows, temperature=temperature, on_token=hook, generator=generator)
+    out = []
+    for (r, at), row in zip(starts, rows):
+        ids = r.ids[:at] + row.ids
+        c = Rollout(r.task, r.assisted, r.prompt_ids, ids, r.prov[:at] + row.prov, r.logprobs[:at] + row.logprobs,
+                    r.entropies[:at] + row.entropies, tok.decode(ids, skip_special_tokens=True), row.finished,
+                    [], prefix_len=at)
+        c.reward = score(_final_text(c, tok), r.task.answer, reward_mode)
+        out.append(c)
+    return out
 
 
 def _final_text(r: Rollout, tokenizer) -> str:

@@ -32,16 +32,21 @@ from . import objectives as obj
 from .batching import micro_batches, sequence_logprobs
 from .config import Config
 from .engine import Prov
+from .aapo import momentum
 from .evaluation import evaluate
-from .guidance import step_rollouts
+from . import arpo, rrl
+from .pipeline import rollout_metrics, step_groups, task_stream  # noqa: F401 (task_stream: re-export)
 from .rollout import agents_from_config, detector_from_config
 from .tasks import from_config as tasks_from_config
 from .views import TrainSeq, to_train_seqs
 
 METRICS = ("step", "reward_mean", "reward_ind", "reward_asst", "zero_std_frac", "groups_kept",
+           "arpo_branches_per_group", "arpo_branch_after_agent", "arpo_branch_reward", "rrl_replayed_frac",
+           "rrl_buffer_size", "rrl_stored", "aapo_ref_reward",
            "clip_frac_low", "clip_frac_high", "entropy", "completion_len", "consult_rate",
            "consult_rate_verify", "consult_rate_knowledge", "consult_rate_reasoning",
-           "consult_rate_tag", "consult_rate_entropy", "consult_rate_commit",
+           "consult_rate_tag", "consult_rate_entropy", "consult_rate_commit", "consult_rate_line",
+           "assisted_per_group", "guided_groups",
            "agent_tokens", "agent_w_mean", "agent_w_min", "agent_w_max", "kl", "sampler_logp_gap", "sampler_kl",
            "tis_w_mean", "tis_capped_frac", "loss", "grad_norm",
            "skipped_updates", "rollout_s", "update_s", "step_time", "tokens_per_s")
@@ -77,7 +82,8 @@ def micro_batch_loss(policy, seqs: list[TrainSeq], cfg: Config, n_seqs: int, n_t
     kind = _pad([s.kind for s in seqs], Prov.TEMPLATE, torch.long, dev)
     in_loss = _pad([s.in_loss for s in seqs], False, torch.bool, dev)
     old = _pad([s.old_logp for s in seqs], math.nan, torch.float32, dev)
-    adv = torch.tensor([s.advantage for s in seqs], dtype=torch.float32, device=dev)[:, None].expand_as(logp)
+    adv = _pad([s.token_adv if s.token_adv is not None else [s.advantage] * len(s.ids) for s in seqs], 0.0,
+               torch.float32, dev)
     pol = in_loss & (kind == Prov.POLICY) & ~old.isnan()
     same = pol & ~torch.tensor([s.rescored for s in seqs], device=dev)[:, None]
     agent, span = agent_tokens(seqs, dev)
@@ -90,7 +96,12 @@ def micro_batch_loss(policy, seqs: list[TrainSeq], cfg: Config, n_seqs: int, n_t
           "gap_n": gap.numel(), "gap_abs_sum": float(gap.abs().sum()),
           "gap_kl_sum": float(obj.kl_k3(old[same], logp.detach()[same]).sum()), "tis_sum": 0.0, "tis_capped": 0}
     if pol.any():
-        if cfg.behaviour_logp == "trainer":
+        if cfg.advantage == "aapo":  # their loss: -A log pi, no ratio, no clip (TIS as every POLICY token)
+            w = obj.tis_weight(logp[pol], old[pol], cfg.tis_cap)
+            lp, lo = -adv[pol] * logp[pol] * w, torch.zeros_like(pol[pol])
+            hi = lo
+            st["tis_sum"], st["tis_capped"] = float(w.sum()), int((w >= cfg.tis_cap).sum()) if cfg.tis_cap else 0
+        elif cfg.behaviour_logp == "trainer":
             w = obj.tis_weight(logp[pol], old[pol], cfg.tis_cap)
             lp, lo, hi = obj.policy_token_loss(logp[pol], logp[pol].detach(), adv[pol], cfg.clip_eps_low, eps_hi)
             lp = lp * w
@@ -112,7 +123,8 @@ def micro_batch_loss(policy, seqs: list[TrainSeq], cfg: Config, n_seqs: int, n_t
         loss_t = loss_t + cfg.kl_beta * torch.where(mask, kl, torch.zeros_like(kl))
         st["kl_sum"] = float(kl[mask].sum())
     loss_t = torch.where(mask, loss_t, torch.zeros_like(loss_t))
-    return obj.aggregate(loss_t, mask, cfg.algorithm, cfg.rollout_max_new_tokens, n_seqs, n_tokens), st
+    agg = "dapo" if cfg.advantage == "aapo" else cfg.algorithm  # AAPO: token mean over the step, as their code
+    return obj.aggregate(loss_t, mask, agg, cfg.rollout_max_new_tokens, n_seqs, n_tokens), st
 
 
 def update(policy, opt, seqs: list[TrainSeq], cfg: Config) -> dict:
@@ -126,7 +138,7 @@ def update(policy, opt, seqs: list[TrainSeq], cfg: Config) -> dict:
            "sampler_logp_gap": None, "sampler_kl": None, "tis_w_mean": None, "tis_capped_frac": None, "skipped": 0}
     # a sequence with advantage 0 adds nothing to loss or gradient (unless the KL term is on):
     # it counts in the normalizers n_seqs / n_tokens but is not run through the model
-    work = live if cfg.kl_beta > 0 else [s for s in live if s.advantage != 0]
+    work = live if cfg.kl_beta > 0 else [s for s in live if s.advantage != 0 or any(s.token_adv or [])]
     opt.zero_grad(set_to_none=True)
     if not work:
         return out
@@ -160,7 +172,8 @@ def update(policy, opt, seqs: list[TrainSeq], cfg: Config) -> dict:
 
 def assign_advantages(seqs: list[TrainSeq], cfg: Config) -> tuple[list[TrainSeq], float]:
     """Per-group advantages in place; DAPO drops equal-reward groups. (kept seqs, zero-std fraction).
-    advantage='sft': an assisted rollout's advantage is its reward, any other's 0 (distillation)."""
+    advantage='sft': an assisted rollout's advantage is its reward, any other's 0 (distillation);
+    'aapo': the group advantage plus the clipped momentum against the paired reference reward."""
     groups: dict[int, list[TrainSeq]] = {}
     for s in seqs:
         groups.setdefault(s.group, []).append(s)
@@ -182,38 +195,10 @@ def assign_advantages(seqs: list[TrainSeq], cfg: Config) -> tuple[list[TrainSeq]
                                              cfg.algorithm, cfg.baseline)
         for s, a in [*zip(ind, a_ind.tolist()), *zip(asst, a_asst.tolist())]:
             s.advantage = a
+            if cfg.advantage == "aapo":  # AAPO's momentum against the paired reference rollout
+                s.advantage += momentum(s.meta["reward"], s.meta["ref_reward"], cfg.aapo_clip_low, cfg.aapo_clip_high)
         kept += g
     return kept, zero / max(len(groups), 1)
-
-
-def rollout_metrics(groups) -> dict:
-    flat = [r for g in groups for r in g]
-    ind = [r.reward for r in flat if not r.assisted]
-    asst = [r for r in flat if r.assisted]
-    pol_ent = [e for r in flat for e, p in zip(r.entropies, r.prov) if p == Prov.POLICY and not math.isnan(e)]
-    m = {"reward_mean": _mean([r.reward for r in flat]), "reward_ind": _mean(ind),
-         "reward_asst": _mean([r.reward for r in asst]), "entropy": _mean(pol_ent),
-         "completion_len": _mean([len(r.ids) for r in flat]),
-         "consult_rate": _mean([sum(1 for c in r.consults if c.reply) for r in asst])}
-    for key in ("verify", "knowledge", "reasoning", "tag", "entropy", "commit", "line"):
-        m[f"consult_rate_{key}"] = _mean([sum(1 for c in r.consults if c.reply and key in (c.agent, c.trigger))
-                                          for r in asst])
-    return m
-
-
-def _mean(xs) -> float | None:
-    xs = list(xs)
-    return sum(xs) / len(xs) if xs else None
-
-
-def task_stream(tasks: list, seed: int, start: int, count: int) -> list:
-    """Tasks start..start+count of an endless stream: epoch e is a shuffle seeded seed + e."""
-    out = []
-    for i in range(start, start + count):
-        epoch, j = divmod(i, len(tasks))
-        perm = torch.randperm(len(tasks), generator=torch.Generator().manual_seed(seed + epoch))
-        out.append(tasks[int(perm[j])])
-    return out
 
 
 def heldout_eval(policy, cfg: Config, tasks: list) -> dict:
@@ -276,22 +261,29 @@ def train(cfg: Config, policy=None, progress: bool = True) -> list[dict]:
         _append(metrics_path, history[-1])
     bar = tqdm(range(state["step"], cfg.train_steps), initial=state["step"], total=cfg.train_steps,
                desc="train", disable=not progress)
+    buffer = rrl.ReplayBuffer(cfg.rrl_capacity, cfg.rrl_max_age, cfg.rrl_max_replays, state.get("rrl")) \
+        if cfg.rrl_groups else None
     for step in bar:
         t0 = time.perf_counter()
-        batch = task_stream(tasks, cfg.seed, state["cursor"], cfg.prompts_per_step)
-        groups, rstats = step_rollouts(policy, batch, agents, detector, cfg, step, gen)
+        groups, replays, rstats = step_groups(policy, tasks, buffer, agents, detector, cfg, step, state["cursor"], gen)
         t1 = time.perf_counter()
-        seqs, zero_frac = assign_advantages(to_train_seqs(groups, policy.tokenizer, cfg.view, cfg.credit,
-                                                          cfg.prompt_style), cfg)
+        all_seqs = to_train_seqs(groups + replays, policy.tokenizer, cfg.view, cfg.credit, cfg.prompt_style)
+        seqs, zero_frac = assign_advantages(all_seqs, cfg)
+        if cfg.arpo_branches and cfg.arpo_attribution == "hard":
+            arpo.apply_hard(groups, all_seqs, policy.tokenizer, cfg)
         up = update(policy, opt, seqs, cfg)
         t2 = time.perf_counter()
-        state["step"], state["cursor"] = step + 1, state["cursor"] + cfg.prompts_per_step
+        state["step"], state["cursor"] = step + 1, state["cursor"] + rstats["fresh"]
         state["skipped_updates"] += up.pop("skipped")
-        m = {"step": step + 1, **rollout_metrics(groups), "zero_std_frac": zero_frac,
-             "assisted_per_group": rstats["assisted_per_group"], "guided_groups": rstats["guided_groups"],
+        m = {"step": step + 1, **rollout_metrics(groups + replays), "zero_std_frac": zero_frac,
+             **{k: v for k, v in rstats.items() if k in METRICS},
              "groups_kept": len({s.group for s in seqs}), **up, "skipped_updates": state["skipped_updates"],
              "rollout_s": t1 - t0, "update_s": t2 - t1, "step_time": t2 - t0,
              "tokens_per_s": (rstats["policy_tokens"] + rstats["forced_tokens"]) / max(t1 - t0, 1e-9)}
+        if buffer is not None:
+            m["rrl_stored"] = rrl.harvest(buffer, groups, policy.tokenizer, cfg, step)
+            buffer.expire(step + 1)
+            m["rrl_buffer_size"], state["rrl"] = len(buffer), buffer.state()
         last = step + 1 == cfg.train_steps
         if last or (cfg.train_eval_every and (step + 1) % cfg.train_eval_every == 0):
             m.update(heldout_eval(policy, cfg, held))

@@ -22,7 +22,11 @@ and for AGENT tokens the id of the agent span (one feedback reply = one span).
   answered consult are the policy's own failed attempt and stay out of the loss (they remain
   in context). `credit="all"` trains them too. An assisted rollout without an answered
   consult is the policy's own attempt: all its POLICY tokens are trained under either rule.
-Tokens without a behaviour log-prob (a replayed prefix) are context only.
+- A rollout that started from a prefix (`prefix_len` > 0: an ARPO branch, an RRL replay) is
+  trained as it was sampled: its sampling prompt, the prefix as context only (never in its
+  loss, whatever the prefix's provenance: a branch's prefix is trained once, in the rollout it
+  branched from), its own POLICY tokens in the loss.
+Tokens without a behaviour log-prob are context only.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class TrainSeq:
     in_loss: list[bool]
     span: list[int]            # agent span index within this sequence (-1 = not an agent token)
     advantage: float = 0.0
+    token_adv: list | None = None  # per-token advantages where they differ (ARPO hard attribution)
     assisted: bool = False
     rescored: bool = False     # trained under another prompt than it was sampled with (internalized)
     group: int = 0
@@ -58,6 +63,14 @@ def independent_seq(r: Rollout) -> TrainSeq:
     in_loss = [p == Prov.POLICY and not math.isnan(lp) for p, lp in zip(r.prov, r.logprobs)]
     return TrainSeq(list(r.prompt_ids), list(r.ids), list(r.prov), list(r.logprobs), in_loss,
                     [-1] * len(r.ids))
+
+
+def continuation_seq(r: Rollout) -> TrainSeq:
+    """A rollout that started from a prefix: only its own POLICY tokens after the prefix train."""
+    in_loss = [i >= r.prefix_len and p == Prov.POLICY and not math.isnan(lp)
+               for i, (p, lp) in enumerate(zip(r.prov, r.logprobs))]
+    return TrainSeq(list(r.prompt_ids), list(r.ids), list(r.prov), list(r.logprobs), in_loss,
+                    [-1] * len(r.ids), assisted=r.assisted)
 
 
 def _answered(r: Rollout) -> list:
@@ -131,12 +144,14 @@ def to_train_seqs(groups: list[list[Rollout]], tokenizer, view: str = "internali
     out = []
     for g, group in enumerate(groups):
         for r in group:
-            if not r.assisted:
+            if r.prefix_len:
+                s = continuation_seq(r)
+            elif not r.assisted:
                 s = independent_seq(r)
             elif view == "interactive":
                 s = interactive_seq(r, credit)
             else:
                 s = internalized_seq(r, tokenizer, prompt_style, credit)
-            s.group, s.meta = g, {"reward": r.reward, "consults": len(r.consults)}
+            s.group, s.meta = g, {"reward": r.reward, "consults": len(r.consults), "ref_reward": r.ref_reward}
             out.append(s)
     return out

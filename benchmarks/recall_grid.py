@@ -27,13 +27,11 @@ ap.add_argument("--arms", nargs="+", default=["grpo", "aipo", "aipo_fade"], help
 ap.add_argument("--root", default="runs/recall_grid")
 ap.add_argument("--n", type=int, default=16, help="samples per test problem in the final evaluation")
 ap.add_argument("--train-only", action="store_true", help="train, skip the evaluation and table")
+ap.add_argument("--threads", type=int, default=0, help="torch threads per run (1: two grids side by side on 2 cores)")
 args = ap.parse_args()
 
-base = Config.from_profile(
-    "demo", train_tiers=["recall"], heldout_tiers=["recall", "recall_t"], train_steps=args.steps,
-    prompts_per_step=4, g_ind=2, g_asst=2, consult_budget=1, detector_every_line=True, guidance_form="inline",
-    rollout_max_new_tokens=16, eval_max_new_tokens=16, train_eval_problems_per_tier=12, train_eval_n=4,
-    train_eval_every=args.steps // 2, checkpoint_every=10, log_completions_every=0)
+base = Config.from_profile("demo", **{**Config().grid_overrides, "train_steps": args.steps,
+                                     "train_eval_every": args.steps // 2}, num_threads=args.threads)
 grid.train_grid(base, args.arms, args.seeds, args.root, log=lambda s: print(s, flush=True))
 if args.train_only:
     raise SystemExit

@@ -96,3 +96,20 @@ def test_training_and_boundary_notebooks_run_headless_with_smoke_parameters(tmp_
     boundary = json.loads((tmp_path / "05_boundary_expansion" / "boundary.json").read_text())
     assert boundary["ks"] == [1, 2, 4] and set(boundary["pass_at_k"]) == {"base", "grpo", "aipo"}
     assert sum(boundary["solved_at_max_k"]["aipo"]["all"].values()) == 1  # 1 held-out problem in smoke
+
+
+@pytest.mark.slow
+def test_methods_notebook_runs_headless_with_smoke_parameters(tmp_path):
+    summary = run_notebooks.run("smoke", tmp_path, only=["06"], log_output=False)
+    assert [n["status"] for n in summary["notebooks"]] == ["ok"], summary
+    out = tmp_path / "06_methods"
+    rows = json.loads((out / "table.json").read_text())
+    assert {(r["arm"], r["tier"]) for r in rows} == {(a, t) for a in ("base", "grpo", "aipo+rrl")
+                                                      for t in ("recall", "recall_t")}
+    for r in rows:  # every cell: a mean inside its interval, one mean per seed
+        assert r["pass@1"]["lo"] <= r["pass@1"]["mean"] <= r["pass@1"]["hi"]
+        assert len(r["pass@1"]["per_seed"]) == r["seeds"]
+    steps = [json.loads(line) for line in (out / "aipo+rrl-s0" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in steps] == [0, 1, 2] and steps[-1]["rrl_buffer_size"] is not None
+    assert {d["minus"] for d in json.loads((out / "differences.json").read_text())} == {"grpo"}
+    assert (out / "curves.png").stat().st_size > 10_000

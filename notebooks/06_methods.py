@@ -1,0 +1,90 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · Methods: GRPO, AIPO, ARPO, AAPO, RRL and their combinations, over seeds
+#
+# Every arm (`grid_arms`, defined in `aipo_lite/grid.py`) is one change of the same base config
+# (`grid_overrides`: by default the controlled bottleneck of the README, where the fact a problem
+# needs is only in the knowledge base) and keeps its rollouts per group and groups per step:
+# **equal budget in rollouts**. AAPO's reference rollouts and ARPO's branches cost time, so the
+# table also gives each arm's step time against GRPO's, and the curves the equal-wall-time view.
+# Each arm runs with every seed of `grid_seeds`; the final adapters are evaluated **agent-free**
+# on the held-out tiers; pass@k is the mean over seeds × problems with a 95 % two-level
+# bootstrap interval (seeds, then problems). A difference counts only when the interval of the
+# difference excludes 0. Runs resume: re-running this notebook trains nothing that is done.
+# (The `demo` profile runs a CPU-sized slice: few steps, few problems; its numbers say that the
+# parts run, not which is better. The README has the full grid.)
+
+# %% tags=["parameters"]
+profile = "demo"                  # preset in aipo_lite.config.PROFILES
+run_dir = "../runs/notebooks/06_methods"
+overrides = {}                    # any aipo_lite.Config field, e.g. {"grid_arms": ["grpo", "aipo"], "grid_seeds": [0, 1, 2]}
+
+# %%
+import json
+
+from aipo_lite import grid
+from aipo_lite.config import Config
+from aipo_lite.plots import plot_grid_curves, plot_grid_table
+from aipo_lite.tasks import from_config as tasks_from_config
+
+cfg, out = Config.for_notebook(profile, run_dir, overrides)
+base = grid.base_config(cfg)
+for arm in cfg.grid_arms:
+    print(f"{arm:12s} -> {grid.arm_config(base, arm, 0, out).method}")
+
+# %%
+grid.train_grid(base, cfg.grid_arms, cfg.grid_seeds, out, subprocess_runs=False)
+
+# %% [markdown]
+# ## Held-out agent-free pass@k per arm
+
+# %%
+n = cfg.grid_eval_n
+tests = tasks_from_config(base, "test", base.heldout_tiers, cfg.grid_eval_problems_per_tier)
+results = grid.collect(base, cfg.grid_arms, cfg.grid_seeds, out, tests, n)
+rows = grid.table(results, base.heldout_tiers, sorted({1, n}))
+print(grid.markdown(rows, sorted({1, n})))
+(out / "table.json").write_text(json.dumps(rows, indent=1))
+
+# %% [markdown]
+# ## Which differences are larger than the intervals? (pass@1, each arm minus GRPO and minus AIPO)
+
+# %%
+diffs = []
+for ref in ("grpo", "aipo"):
+    if ref in results:
+        for tier in base.heldout_tiers:
+            diffs += grid.differences(results, ref, tier, 1)
+for d in diffs:
+    verdict = "larger than the interval" if d["beyond_interval"] else "within noise"
+    print(f"{d['arm']:12s} - {d['minus']:5s} {d['tier']:9s} {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]  {verdict}")
+(out / "differences.json").write_text(json.dumps(diffs, indent=1))
+
+# %% [markdown]
+# ## Per-step cost against GRPO
+
+# %%
+cost = grid.cost(results)
+for arm, c in cost.items():
+    print(f"{arm:12s} {c['s_per_step']:6.2f} s/step  x{c['vs_grpo']:.2f} GRPO" if c["vs_grpo"] else
+          f"{arm:12s} {c['s_per_step']:6.2f} s/step")
+
+# %%
+fig = plot_grid_curves(results)
+fig.savefig(out / "curves.png", dpi=120)
+for tier in base.heldout_tiers:
+    plot_grid_table(rows, tier).savefig(out / f"pass1_{tier}.png", dpi=120)
