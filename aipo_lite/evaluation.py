@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -131,3 +132,11 @@ def evaluate(policy, tasks: list[Task], cfg: Config, progress: bool = True,
             "model", "eval_n", "eval_temperature", "eval_top_p", "eval_max_new_tokens",
             "prompt_style", "reward_mode", "seed")} | {"dtype": str(next(policy.model.parameters()).dtype)},
     )
+
+
+def heldout_eval(policy, cfg: Config, tasks: list) -> dict:
+    """Agent-free pass@1 on the held-out slice (test split), overall and per tier."""
+    ecfg = dataclasses.replace(cfg, eval_n=cfg.train_eval_n, eval_ks=[1], bootstrap_samples=0)
+    table = evaluate(policy, tasks, ecfg, progress=False, keep_completions=False).table
+    return {f"eval_pass1_{tier}": row["pass@1"]["mean"] for tier, row in table.items()} | {
+        "eval_pass1": table["all" if "all" in table else next(iter(table))]["pass@1"]["mean"]}

@@ -74,3 +74,11 @@ def rollout_metrics(groups) -> dict:
 def _mean(xs) -> float | None:
     xs = list(xs)
     return sum(xs) / len(xs) if xs else None
+
+
+def _completions_table(groups, n: int = 4) -> str:
+    lines = ["  asst reward consults  completion"]
+    for r in [r for g in groups for r in g][:: max(1, sum(map(len, groups)) // n)][:n]:
+        text = r.text.replace("\n", " | ")[:110]
+        lines.append(f"  {'yes' if r.assisted else 'no ':<4} {r.reward:<6.0f} {len(r.consults):<9} {text}")
+    return "\n".join(lines)

@@ -240,7 +240,8 @@ def continue_rollouts(policy, starts: list[tuple[Rollout, int]], temperature: fl
     tokens of `rollout` (its prompt, provenance, log-probs) and samples on from there, in one
     batch (prefill shares the common prefix's KV). The continuation consults no agent; it stops
     at a committed answer, EOS or the policy's remaining token budget. prefix_len = position:
-    views.continuation_seq trains only the new tokens (ARPO branches)."""
+    views.continuation_seq trains only the new tokens (ARPO branches). A continuation counts as
+    assisted (for the advantage baseline) when its shared prefix holds agent tokens."""
     tok = policy.tokenizer
     hook = _Assist(tok, Detector(use_entropy=False, verify_before_commit=False), {}, 0)
     rows = []
@@ -252,7 +253,8 @@ def continue_rollouts(policy, starts: list[tuple[Rollout, int]], temperature: fl
     out = []
     for (r, at), row in zip(starts, rows):
         ids = r.ids[:at] + row.ids
-        c = Rollout(r.task, r.assisted, r.prompt_ids, ids, r.prov[:at] + row.prov, r.logprobs[:at] + row.logprobs,
+        helped = r.assisted and any(p == Prov.AGENT for p in r.prov[:at])  # assisted: agent tokens in its context
+        c = Rollout(r.task, helped, r.prompt_ids, ids, r.prov[:at] + row.prov, r.logprobs[:at] + row.logprobs,
                     r.entropies[:at] + row.entropies, tok.decode(ids, skip_special_tokens=True), row.finished,
                     [], prefix_len=at)
         c.reward = score(_final_text(c, tok), r.task.answer, reward_mode)

@@ -7,11 +7,15 @@ A task is a question with a checkable answer, plus privileged fields only agents
     tasks = load_tasks("gsm8k/", "train")            # a folder with train.jsonl and test.jsonl
     tasks = load_tasks("gsm8k_{split}.jsonl", "test")   # one file per split
     tasks = load_tasks("mine.jsonl", "test", fields={"question": "problem", "answer": "solution"})
+    tasks = load_tasks("gsm8k_hf/", "test")          # datasets' save_to_disk folder (a DatasetDict)
+    tasks = load_tasks("gsm8k/main/", "train")       # parquet as on the hub: train-*.parquet, test-*.parquet
 
 Training never sees held-out problems: every source has two disjoint splits. One JSONL file
 is split by its rows' `split` field ("train"/"test") when it has one, else by a seeded hash
 of each task id (`test_fraction` of the tasks are test; the same ones on every machine,
-whatever the row order). GSM8K rows (`"answer": "...#### 42"`) are recognised.
+whatever the row order). GSM8K rows (`"answer": "...#### 42"`) are recognised. A Hugging Face
+dataset (a `save_to_disk` folder or parquet files) is read through `datasets` with its own
+train/test splits, and its rows get the same field mapping and validation as JSONL rows.
 """
 
 from __future__ import annotations
@@ -58,9 +62,15 @@ def load_tasks(source: str | os.PathLike = "synth", split: str = "test", tiers=N
     """
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not valid; choose one of {list(SPLITS)}")
-    path, whole_file = _split_path(source, split)
-    tasks = [_parse_row(path, i, line, fields or {})
-             for i, line in enumerate(path.read_text().splitlines(), start=1) if line.strip()]
+    hf = _hf_source(source, split)
+    if hf is not None:  # a Hugging Face dataset folder (save_to_disk) or parquet files
+        path, whole_file = Path(str(source)), False
+        tasks = [_parse_obj(f"{source} [{split}] row {i}", row, fields or {}, f"{split}-{i}")
+                 for i, row in enumerate(_hf_rows(hf, source, split), start=1)]
+    else:
+        path, whole_file = _split_path(source, split)
+        tasks = [_parse_row(path, i, line, fields or {})
+                 for i, line in enumerate(path.read_text().splitlines(), start=1) if line.strip()]
     if not tasks:
         raise TaskFormatError(f"{path}: no tasks (the file is empty)")
     _check_unique_ids(path, tasks)
@@ -87,6 +97,52 @@ def from_config(cfg, split: str, tiers=None, limit_per_tier: int = 0) -> list[Ta
     """load_tasks with the config's source, field mapping and split settings."""
     return load_tasks(cfg.tasks, split, tiers, limit_per_tier, fields=cfg.task_fields,
                       test_fraction=cfg.task_test_fraction, split_seed=cfg.task_split_seed)
+
+
+def _hf_source(source, split: str) -> tuple[str, object] | None:
+    """('disk', folder) for a `datasets` save_to_disk folder, ('parquet', [files]) for parquet
+    files (one file, a '{split}' path, or a folder whose files are named by split as on the
+    hub: train-00000-of-00001.parquet, test-...), else None (JSONL)."""
+    text = str(source)
+    if text in SUITES:
+        return None
+    path = Path(text.replace("{split}", split))
+    if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
+        return "disk", path
+    if path.suffix == ".parquet":
+        if not path.exists():
+            raise FileNotFoundError(f"tasks={text!r}: the {split} file {str(path)!r} does not exist")
+        return "parquet", [path]
+    if path.is_dir() and not (path / f"{split}.jsonl").exists():
+        files = sorted(f for f in path.rglob("*.parquet") if f.name.split("-")[0].split(".")[0] == split)
+        if files:
+            return "parquet", files
+        if any(path.rglob("*.parquet")):
+            found = sorted({f.name.split("-")[0].split(".")[0] for f in path.rglob("*.parquet")})
+            raise FileNotFoundError(f"tasks={text!r} has parquet files for splits {found}, none for {split!r}")
+    return None
+
+
+def _hf_rows(hf: tuple[str, object], source, split: str) -> list[dict]:
+    """The split's rows through `datasets` (pip install datasets; in the dev extra)."""
+    try:
+        import datasets
+    except ImportError:
+        raise ImportError(f"tasks={str(source)!r} is a Hugging Face dataset: `pip install datasets` "
+                          "(it is in this kit's dev extra)") from None
+    kind, where = hf
+    if kind == "parquet":
+        return list(datasets.load_dataset("parquet", data_files={split: [str(f) for f in where]}, split=split))
+    ds = datasets.load_from_disk(str(where))
+    if isinstance(ds, datasets.DatasetDict):
+        if split not in ds:
+            raise ValueError(f"tasks={str(source)!r} has splits {list(ds)}, not {split!r} "
+                             "(the kit needs 'train' and 'test')")
+        ds = ds[split]
+    elif split != "test":
+        raise ValueError(f"tasks={str(source)!r} is one dataset without splits: save a DatasetDict "
+                         "with 'train' and 'test'")
+    return list(ds)
 
 
 def _split_path(source, split: str) -> tuple[Path, bool]:
@@ -159,6 +215,10 @@ def _parse_row(path: Path, lineno: int, line: str, fields: dict) -> Task:
         row = json.loads(line)
     except json.JSONDecodeError as e:
         raise TaskFormatError(f"{where}: not valid JSON ({e.msg})") from None
+    return _parse_obj(where, row, fields, f"{path.stem}-{lineno}")
+
+
+def _parse_obj(where: str, row, fields: dict, default_id: str) -> Task:
     if not isinstance(row, dict):
         raise TaskFormatError(f"{where}: a row must be a JSON object, got {type(row).__name__}")
 
@@ -196,7 +256,7 @@ def _parse_row(path: Path, lineno: int, line: str, fields: dict) -> Task:
     kind = get("kind", False, "default")
     if not isinstance(kind, str) or not kind:
         raise TaskFormatError(f"{where}: field {fields.get('kind', 'kind')!r} must be a non-empty string")
-    task_id = get("id", False, f"{path.stem}-{lineno}")
+    task_id = get("id", False, default_id)
     if not isinstance(task_id, (str, int)) or isinstance(task_id, bool):
         raise TaskFormatError(f"{where}: field {fields.get('id', 'id')!r} must be a string or int")
     used = {fields.get(n, n) for n in ("id", "question", "answer", "steps", "facts", "kind")}

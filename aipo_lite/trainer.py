@@ -1,24 +1,25 @@
 """The RLVR trainer: rollouts -> rewards -> advantages -> loss -> LoRA update (METHODS.md §1, §3).
 
-One step (`train`): take `prompts_per_step` training tasks from a seeded shuffle, sample
-`g_ind` independent + `g_asst` assisted rollouts each (rollout.py; g_asst = 0 is plain RLVR),
-turn them into training sequences (views.py), compute advantages per group
-(objectives.group_advantages), and make ONE AdamW update of the LoRA weights from all of
-them (gradient accumulation over micro-batches, grad-norm clip). Rollouts are sampled from
+One step (`train`): the step's rollout groups from pipeline.step_groups (fresh training tasks
+from a seeded shuffle, `g_ind` independent + `g_asst` assisted rollouts each; g_asst = 0 is
+plain RLVR; plus the method parts the config switches on: ARPO branches, RRL replay groups,
+AAPO reference rewards), turned into training sequences (views.py), advantages per group
+(objectives.group_advantages; AAPO's momentum; ARPO's hard attribution), and ONE AdamW update
+of the LoRA weights from all of them (gradient accumulation over micro-batches, grad-norm
+clip); then RRL stores the step's promising prefixes. Rollouts are sampled from
 a merged copy of the current weights (Policy.sampler()), so π_old is the current policy and
 the recorded sampling log-probs are the PPO ratio's denominators (tests/test_trainer.py
 checks the trainer's recomputed log-probs match them).
 
 Metrics go to run_dir/metrics.jsonl under fixed names (METRICS); agent-free held-out pass@1
 is added at step 0, every `train_eval_every` steps and at the end. A checkpoint (LoRA
-safetensors, optimizer, RNG states, step, data cursor) is written atomically every
+safetensors, optimizer, RNG states, step, data cursor, RRL buffer) is written atomically every
 `checkpoint_every` steps; with `resume=True` a run continues exactly where its last
 checkpoint left it. A non-finite loss or gradient skips the update and is counted.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -28,14 +29,14 @@ from pathlib import Path
 
 import torch
 
+from . import arpo, rrl
 from . import objectives as obj
+from .aapo import momentum
 from .batching import micro_batches, sequence_logprobs
 from .config import Config
 from .engine import Prov
-from .aapo import momentum
-from .evaluation import evaluate
-from . import arpo, rrl
-from .pipeline import rollout_metrics, step_groups, task_stream  # noqa: F401 (task_stream: re-export)
+from .evaluation import heldout_eval
+from .pipeline import _completions_table, rollout_metrics, step_groups
 from .rollout import agents_from_config, detector_from_config
 from .tasks import from_config as tasks_from_config
 from .views import TrainSeq, to_train_seqs
@@ -199,22 +200,6 @@ def assign_advantages(seqs: list[TrainSeq], cfg: Config) -> tuple[list[TrainSeq]
                 s.advantage += momentum(s.meta["reward"], s.meta["ref_reward"], cfg.aapo_clip_low, cfg.aapo_clip_high)
         kept += g
     return kept, zero / max(len(groups), 1)
-
-
-def heldout_eval(policy, cfg: Config, tasks: list) -> dict:
-    """Agent-free pass@1 on the held-out slice (test split), overall and per tier."""
-    ecfg = dataclasses.replace(cfg, eval_n=cfg.train_eval_n, eval_ks=[1], bootstrap_samples=0)
-    table = evaluate(policy, tasks, ecfg, progress=False, keep_completions=False).table
-    return {f"eval_pass1_{tier}": row["pass@1"]["mean"] for tier, row in table.items()} | {
-        "eval_pass1": table["all" if "all" in table else next(iter(table))]["pass@1"]["mean"]}
-
-
-def _completions_table(groups, n: int = 4) -> str:
-    lines = ["  asst reward consults  completion"]
-    for r in [r for g in groups for r in g][:: max(1, sum(map(len, groups)) // n)][:n]:
-        text = r.text.replace("\n", " | ")[:110]
-        lines.append(f"  {'yes' if r.assisted else 'no ':<4} {r.reward:<6.0f} {len(r.consults):<9} {text}")
-    return "\n".join(lines)
 
 
 def train(cfg: Config, policy=None, progress: bool = True) -> list[dict]:

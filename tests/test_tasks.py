@@ -132,6 +132,32 @@ def test_gsm8k_split_files_folder_and_template(tmp_path):
         load_tasks(folder, "test")
 
 
+def test_gsm8k_as_a_hugging_face_dataset_folder_and_as_parquet_files(tmp_path):
+    """GSM8K as `datasets` users have it: a save_to_disk DatasetDict, and the hub's parquet
+    layout (main/train-00000-of-00001.parquet, main/test-...): its own splits, the same
+    parsing, field mapping and validation as JSONL."""
+    datasets = pytest.importorskip("datasets")  # in the dev extra: present wherever `make test` runs
+    rows = [{"problem": r["question"], "solution": r["answer"]} for r in GSM8K_ROWS]
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows[:30]),
+                               "test": datasets.Dataset.from_list(rows[30:])})
+    dd.save_to_disk(str(tmp_path / "hf"))
+    (tmp_path / "gsm8k" / "main").mkdir(parents=True)
+    for split in ("train", "test"):
+        dd[split].to_parquet(str(tmp_path / "gsm8k" / "main" / f"{split}-00000-of-00001.parquet"))
+    fields = {"question": "problem", "answer": "solution"}
+    for source in (tmp_path / "hf", tmp_path / "gsm8k", str(tmp_path / "gsm8k/main/{split}-00000-of-00001.parquet")):
+        train, test = load_tasks(source, "train", fields=fields), load_tasks(source, "test", fields=fields)
+        assert (len(train), len(test)) == (30, 10)
+        assert test[0].answer == "61" and test[0].steps == ("She has 30+31=61.",)
+    bad = datasets.Dataset.from_list([{"problem": "1+1?"}])  # a row without its answer
+    datasets.DatasetDict({"train": bad, "test": bad}).save_to_disk(str(tmp_path / "bad"))
+    with pytest.raises(TaskFormatError, match=r"bad \[test\] row 1: missing field 'solution' \(mapped from 'answer'\)"):
+        load_tasks(tmp_path / "bad", "test", fields=fields)
+    datasets.DatasetDict({"train": dd["train"], "validation": dd["test"]}).save_to_disk(str(tmp_path / "noval"))
+    with pytest.raises(ValueError, match=r"has splits \['train', 'validation'\], not 'test'"):
+        load_tasks(tmp_path / "noval", "test", fields=fields)
+
+
 def test_one_file_is_split_by_a_stable_hash_of_task_ids(tmp_path):
     path = _write(tmp_path, GSM8K_ROWS)
     train, test = load_tasks(path, "train"), load_tasks(path, "test")

@@ -118,7 +118,10 @@ TIMING = {"rollout_s", "update_s", "step_time", "tokens_per_s"}
 OVERRIDES = dict(train_steps=4, prompts_per_step=2, g_ind=2, g_asst=2, rollout_max_new_tokens=16,
                  train_tiers=["add1d", "add3"], heldout_tiers=["add1d"], train_eval_problems_per_tier=2,
                  train_eval_n=2, train_eval_every=2, checkpoint_every=2, log_completions_every=0,
-                 lora_r=4, num_threads=2)
+                 lora_r=4, num_threads=2,
+                 # every method part at once (pipeline.py): the RRL buffer, ARPO's draws and AAPO's
+                 # reference rollouts must resume exactly too
+                 arpo_branches=1, advantage="aapo", rrl_groups=1, rrl_max_group_reward=1.0)
 
 
 def _trainer(run_dir):
@@ -152,6 +155,7 @@ def test_sigkill_after_checkpoint_then_resume_equals_uninterrupted(tmp_path):
     assert "resumed from" in out and "step-000002" in out
     assert _metrics(broken) == _metrics(whole)
     assert [m["step"] for m in _metrics(whole)] == [0, 1, 2, 3, 4]
+    assert any(m.get("rrl_replayed_frac") for m in _metrics(whole) if m["step"] > 2)  # replays after the cut
 
 
 def _tiny_seq(tok):
