@@ -19,6 +19,7 @@ empty, garbage or failed reply never crashes a rollout.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -157,6 +158,7 @@ class Guarded:
     max_chars: int = 300
     faults: Counter = field(default_factory=Counter)
     calls: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def role(self) -> str:
@@ -166,17 +168,22 @@ class Guarded:
         return reply is None or (isinstance(reply, str) and reply.strip() != ""
                                  and len(reply) <= self.max_chars and not _TAG.search(reply))
 
+    def _count(self, key: str) -> None:
+        with self._lock:  # replies of one decode step may come from several threads
+            self.faults[key] += 1
+
     def respond(self, req: Request) -> tuple[str | None, str]:
-        """(reply, status): status 'ok', 'fallback' or 'failed' (reply None then)."""
-        self.calls += 1
+        """(reply, status): status 'ok', 'fallback' or 'failed' (reply None then). Thread-safe."""
+        with self._lock:
+            self.calls += 1
         for attempt in range(self.retries + 1):
             try:
                 reply = self.agent.respond(req)
                 if self._valid(reply):
                     return reply, "ok"
-                self.faults["bad_reply"] += 1
+                self._count("bad_reply")
             except Exception as e:  # noqa: BLE001 - any backend fault is counted, not raised
-                self.faults[type(e).__name__] += 1
+                self._count(type(e).__name__)
             if attempt < self.retries:
                 time.sleep(0.05 * 2 ** attempt)
         if self.fallback is not None:
@@ -185,6 +192,6 @@ class Guarded:
                 if self._valid(reply):
                     return reply, "fallback"
             except Exception as e:  # noqa: BLE001
-                self.faults[f"fallback_{type(e).__name__}"] += 1
-        self.faults["failed"] += 1
+                self._count(f"fallback_{type(e).__name__}")
+        self._count("failed")
         return None, "failed"

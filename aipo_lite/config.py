@@ -95,6 +95,7 @@ class Config:
     agent_base_url: str = _f("http://127.0.0.1:8080/v1", "openai backend: base URL of the OpenAI-compatible server (vLLM, SGLang, llama.cpp server).")
     agent_timeout: float = _f(30.0, "Seconds an LLM agent may take per reply before it counts as a fault (then retry/fallback).")
     agent_max_new_tokens: int = _f(40, "Max tokens an LLM agent may write per reply.")
+    agent_concurrency: int = _f(8, "openai backend: the consults due at one decode step go to the server concurrently, at most this many at once (a slow server does not serialize a step); 1 = one at a time. rule and hf agents answer one at a time.")
     agent_retries: int = _f(1, "Retries of a failed or invalid agent reply before the fallback (the rule agent).")
     detector_entropy: bool = _f(True, "Consult when windowed token entropy spikes (see detector_*).")
     detector_every_line: bool = _f(False, "Consult the Reasoning agent at every line end while the budget lasts: with consult_budget >= the solution's steps, a rollout is guided through every step of the reference solution.")
@@ -182,6 +183,7 @@ class Config:
                 setattr(self, name, [])
         _check(0 < self.task_test_fraction < 1, "task_test_fraction", self.task_test_fraction, "must be in (0, 1)")
         _check(self.tis_cap >= 0, "tis_cap", self.tis_cap, "must be >= 0 (0 = no correction)")
+        _check(self.agent_concurrency >= 1, "agent_concurrency", self.agent_concurrency, "must be >= 1")
         for name in ("g_ind", "g_asst", "consult_budget", "agent_retries", "probe_problems_per_tier"):
             _check(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
         _check(self.g_ind + self.g_asst >= 1, "g_asst", self.g_asst, "g_ind + g_asst must be >= 1")

@@ -111,9 +111,10 @@ def _room(rows: list[Row], extra: int) -> int:
 
 
 def _advance(r: Row, b: int, host: list, logp: torch.Tensor, on_token, watch: set, eos: int,
-             stats: dict) -> int:
+             stats: dict, defer: list | None = None) -> int:
     """Give row r (batch index b) its next token: the sampled one, or the next forced one.
-    Runs the hook where due and marks the row finished; returns the token to feed."""
+    Runs the hook where due (or, with `defer`, appends the row there for the caller to run it
+    and then `_check_length`) and marks the row finished; returns the token to feed."""
     t, lp_forced, h = int(host[0][b]), host[2][b], host[3][b]
     if t == eos and not r.forced and on_token and r.state.get("intercept_eos"):
         # the hook may continue the row instead of ending it (verify-before-commit
@@ -123,23 +124,32 @@ def _advance(r: Row, b: int, host: list, logp: torch.Tensor, on_token, watch: se
         r.state["at_eos"] = False
         if r.forced:  # queued just now, so not gathered above (rare: one more read)
             lp_forced = logp[b, r.forced[0][0]].item()
+    hook = False
     if r.forced:
         t, p = r.forced.pop(0)
         _record(r, t, p, lp_forced, h)
         stats["forced_tokens"] += 1
-        if not r.forced and on_token:
-            on_token(r)
+        hook = not r.forced and on_token is not None
     else:
         _record(r, t, Prov.POLICY, host[1][b], h)
         stats["policy_tokens"] += 1
         r.n_policy += 1
         if t == eos:
             r.finished = "eos"
-        elif on_token and (t in watch or r.state.get("every_token")):
-            on_token(r)
+        else:
+            hook = on_token is not None and (t in watch or r.state.get("every_token"))
+    if hook and defer is not None:
+        defer.append(r)
+        return t
+    if hook:
+        on_token(r)
+    _check_length(r)
+    return t
+
+
+def _check_length(r: Row) -> None:
     if not r.finished and not r.forced and r.n_policy >= r.max_new_tokens:
         r.finished = "length"
-    return t
 
 
 def _record(r: Row, t: int, prov: int, logp: float, entropy: float) -> None:
@@ -154,7 +164,7 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
         on_token: Hook | None = None, watch_ids: torch.Tensor | None = None,
         generator: torch.Generator | int | None = None, share_prefix: bool = True,
         max_batch: int | None = None, on_finish: Callable[[Row], None] | None = None,
-        static_step: bool | None = None, extra_room: int = 0) -> dict:
+        static_step: bool | None = None, extra_room: int = 0, hook_pool=None) -> dict:
     """Decode all rows to completion (in place). Returns step/token counts.
 
     on_token(row) is called after a row receives a token whose id is in `watch_ids` (default:
@@ -170,6 +180,8 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
     step replayed as a CUDA graph (static_step.py); finished rows keep their slot until the
     whole batch of `max_batch` rows (default STATIC_MAX_SLOTS) is done, then the next batch is
     prefilled. `extra_room`: forced tokens a row may get (static batches are sized for them).
+    `hook_pool` (a concurrent.futures executor): the hooks due in one step run concurrently on
+    it (agent requests to a slow server then overlap); each hook touches only its own row.
     """
     device = next(model.parameters()).device
     generator = device_generator(generator, device)
@@ -192,14 +204,20 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
         # the log-probs of the rows' queued forced tokens, and the entropies
         host = torch.stack([tok.double(), logp.gather(1, tok[:, None])[:, 0].double(),
                             logp.gather(1, head[:, None])[:, 0].double(), ent.double()]).tolist()
-        feed, ended = [], []
+        feed, ended, due = [], [], ([] if hook_pool is not None else None)
         for b, r in enumerate(live):
             if r.finished:  # a dead slot of the static step: it decodes a pad nobody reads
                 feed.append(tokenizer.pad_token_id)
                 continue
-            feed.append(_advance(r, b, host, logp, on_token, watch, eos, stats))
+            feed.append(_advance(r, b, host, logp, on_token, watch, eos, stats, due))
             if r.finished:
                 ended.append(r)
+        if due:  # this step's hooks, concurrently; then the checks _advance left for after them
+            list(hook_pool.map(on_token, due))
+            for r in due:
+                _check_length(r)
+                if r.finished:
+                    ended.append(r)
         stats["steps"] += 1
         for r in ended if on_finish else ():
             on_finish(r)

@@ -33,7 +33,8 @@ def step_rollouts(policy, tasks: list, agents: dict, detector, cfg, step: int, g
     size = cfg.g_ind + cfg.g_asst
     common = dict(consult_budget=cfg.consult_budget, temperature=cfg.rollout_temperature,
                   max_new_tokens=cfg.rollout_max_new_tokens, prompt_style=cfg.prompt_style,
-                  reward_mode=cfg.reward_mode, generator=generator, guidance_form=cfg.guidance_form)
+                  reward_mode=cfg.reward_mode, generator=generator, guidance_form=cfg.guidance_form,
+                  concurrency=cfg.agent_concurrency if cfg.agent_backend == "openai" else 1)
     if not cfg.guide_only_failed or k == 0:
         groups, stats = rollout_group(policy, tasks, agents, detector, size - k, k, **common)
         return groups, {**stats, "assisted_per_group": k, "guided_groups": float(k > 0)}

@@ -15,6 +15,8 @@ each consult records where it happened, why, which agent answered, and what it s
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from . import engine
@@ -186,13 +188,15 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
                   top_p: float = 1.0, max_new_tokens: int = 64, prompt_style: str = "one_shot",
                   reward_mode: str = "strict", generator=None,
                   prefixes: dict[str, list[int]] | None = None,
-                  guidance_form: str = "tagged") -> tuple[list[list[Rollout]], dict]:
+                  guidance_form: str = "tagged", concurrency: int = 1) -> tuple[list[list[Rollout]], dict]:
     """g_ind + g_asst rollouts per task, all decoded in one batch. Returns (groups, stats).
 
     prefixes: task id -> token ids the rollouts of that task start from (a partial solution,
     for ARPO branching and RRL replay); they count as the policy's own tokens.
     generator: a torch.Generator on any device, or an int seed (engine.device_generator).
     max_new_tokens bounds the policy's tokens; agent feedback comes on top.
+    concurrency > 1: the consults due at one decode step go to the agents concurrently, at most
+    this many at once (a slow agent server then does not serialize the step).
     """
     if guidance_form not in GUIDANCE_FORMS:
         raise ValueError(f"guidance_form={guidance_form!r} is not valid; choose one of {list(GUIDANCE_FORMS)}")
@@ -209,13 +213,13 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
                       state=_row_state(task, assisted, detector))
             rows.append(row)
             meta.append((task, assisted, prompt, prefix))
-    if detector.every_line:  # guidance before the first token: the first step, then the policy
-        for row in rows:
-            if row.state["assisted"]:
-                hook(row)
-    stats = engine.run(policy.sampler(), tok, rows, temperature=temperature, top_p=top_p,
-                       on_token=hook, generator=generator,
-                       extra_room=FEEDBACK_ROOM * consult_budget if g_asst else 0)
+    with ThreadPoolExecutor(concurrency) if concurrency > 1 and agents else nullcontext() as pool:
+        if detector.every_line:  # guidance before the first token: the first step, then the policy
+            first = [row for row in rows if row.state["assisted"]]
+            list(pool.map(hook, first)) if pool else [hook(row) for row in first]
+        stats = engine.run(policy.sampler(), tok, rows, temperature=temperature, top_p=top_p,
+                           on_token=hook, generator=generator,
+                           extra_room=FEEDBACK_ROOM * consult_budget if g_asst else 0, hook_pool=pool)
     groups: dict[str, list[Rollout]] = {t.id: [] for t in tasks}
     for row, (task, assisted, prompt, prefix) in zip(rows, meta):
         ids = [*prefix, *row.ids]

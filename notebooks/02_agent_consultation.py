@@ -55,7 +55,8 @@ for name, backend, budget in [(b, b, cfg.consult_budget) for b in cfg.compare_ba
     groups, stats = rollout_group(policy, tasks, agents, detector, g_ind=cfg.g_ind, g_asst=cfg.g_asst,
                                   consult_budget=budget, temperature=cfg.rollout_temperature,
                                   max_new_tokens=cfg.rollout_max_new_tokens, prompt_style=cfg.prompt_style,
-                                  reward_mode=cfg.reward_mode, generator=cfg.seed, guidance_form=cfg.guidance_form)
+                                  reward_mode=cfg.reward_mode, generator=cfg.seed, guidance_form=cfg.guidance_form,
+                                  concurrency=cfg.agent_concurrency if backend == "openai" else 1)
     runs[name], agents_used[name] = groups, agents
     print(f"{name}: consult_budget={budget}, {stats}")
 

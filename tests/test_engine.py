@@ -158,3 +158,37 @@ def test_continuous_batching_refills_slots_and_still_matches_generate(real_polic
     assert sorted(map(id, done)) == sorted(map(id, rows))
     for p, row in zip(prompts, rows):
         assert row.ids == _generate_greedy(model, p, row.max_new_tokens), tok.decode(row.ids)
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_hooks_due_in_one_step_run_concurrently_on_a_pool_with_the_same_result(tiny_model_dir, static):
+    """engine.run(hook_pool=...): the hooks of one decode step overlap (a slow agent server does
+    not serialize the step); rows, forced tokens and finishing are as with sequential hooks."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    policy = load_policy(Config(model=tiny_model_dir, lora_r=0, dtype="float32"))
+    tok = policy.tokenizer
+    extra = tok.encode(" ok", add_special_tokens=False)
+
+    def hook(row):
+        time.sleep(0.05)
+        if len(row.ids) == 3 and not row.state.get("done"):  # once per row: queue forced tokens
+            row.state["done"] = True
+            row.forced += [(t, Prov.AGENT) for t in extra]
+        if len(row.ids) >= 8:
+            row.finished = "stop"
+
+    def rows():
+        return [Row(tok.encode(f"What is {i} + 1?", add_special_tokens=False), 12, state={"every_token": True})
+                for i in range(8)]
+
+    out = {}
+    for pool in (None, ThreadPoolExecutor(8)):
+        rs = rows()
+        t0 = time.perf_counter()
+        engine.run(policy.model, tok, rs, generator=0, on_token=hook, hook_pool=pool, static_step=static)
+        out[pool is not None] = (time.perf_counter() - t0, [(r.ids, r.prov, r.finished) for r in rs])
+    assert out[True][1] == out[False][1]
+    assert all(r[2] == "stop" and r[1][3:3 + len(extra)] == [Prov.AGENT] * len(extra) for r in out[True][1])
+    assert out[True][0] < out[False][0] / 2  # 8 rows' hooks per step overlap

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from aipo_lite.agents import Guarded, make_agent
+from aipo_lite.config import Config
 from aipo_lite.detector import Detector
 from aipo_lite.engine import Prov
 from aipo_lite.prompts import agent_free_prompt
@@ -90,3 +91,33 @@ def test_unknown_guidance_form_is_one_clear_error():
         Config(guidance_form="hints")
     with pytest.raises(ValueError, match=r"guidance_form='hints' is not valid"):
         rollout_group(None, [], {}, Detector(), 1, 1, guidance_form="hints")
+
+
+def test_consults_of_one_step_go_out_concurrently_with_the_same_result(tiny_model_dir):
+    """A slow agent server must not serialize a step: with concurrency 8, eight rows' consults
+    that fall due together overlap; the rollouts are the same as one at a time."""
+    import time as _time
+
+    from aipo_lite.policy import load_policy
+
+    class Slow:
+        role = "reasoning"
+
+        def respond(self, req):
+            _time.sleep(0.3)
+            return f"Next: {req.task.answer} is the answer."
+
+    policy = load_policy(Config(model=tiny_model_dir, lora_r=0, dtype="float32", device="cpu"))
+    tasks = load_tasks("synth", "test", ["add1d"], 4)
+    out = {}
+    for n in (1, 8):
+        agents = {"reasoning": Guarded(Slow())}
+        t0 = _time.perf_counter()
+        groups, _ = rollout_group(policy, tasks, agents, Detector(use_entropy=False, verify_before_commit=False,
+                                                                  every_line=True),
+                                  0, 2, consult_budget=1, max_new_tokens=6, generator=0, guidance_form="inline",
+                                  concurrency=n)
+        out[n] = (_time.perf_counter() - t0, [(r.ids, r.prov) for g in groups for r in g])
+        assert agents["reasoning"].calls == 8 and not agents["reasoning"].faults
+    assert out[1][1] == out[8][1]
+    assert out[1][0] > 8 * 0.3 and out[8][0] < 4 * 0.3  # 8 consults before the first token: one round
