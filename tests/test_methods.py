@@ -224,3 +224,33 @@ def test_every_method_trains_on_the_real_policy(tmp_path, parts):
         assert last["aapo_ref_reward"] is not None
     if cfg.rrl_groups:
         assert last["rrl_buffer_size"] is not None and hist[1]["rrl_replayed_frac"] == 0.0
+
+
+def test_hard_attribution_maps_a_branch_point_into_an_internalized_assisted_parent(tok):
+    """An assisted parent is trained internalized (tags stripped, its committed wrong answer
+    dropped, the reply as its own line): the branch point after the feedback block covers
+    exactly the parent's tokens up to and including the agent's line."""
+    from aipo_lite.rollout import Consult
+    parts = [("5 + 2 = 7.\nAnswer: 9\n", P), ("<feedback>", Prov.TEMPLATE), ("Next: 7 + 6 = 13.", A),
+             ("</feedback>\n", Prov.TEMPLATE), ("7 + 6 = 13.\nAnswer: 13", P)]
+    ids, prov, consults = [], [], []
+    for i, (text, p) in enumerate(parts):
+        if i == 1:
+            consults.append(Consult(len(ids), "commit", "verify", "", parts[2][0], "ok"))
+        t = tok.encode(text, add_special_tokens=False)
+        ids, prov = ids + t, prov + [p] * len(t)
+    parent = Rollout(TASK, True, [1, 2, 3], ids, prov, [-0.5] * len(ids), [1.0] * len(ids), "", "stop", consults,
+                     reward=1.0)
+    at = len(ids) - len(tok.encode(parts[4][0], add_special_tokens=False))  # first token after the block
+    branch = Rollout(TASK, True, [1, 2, 3], ids, prov, [-0.5] * len(ids), [1.0] * len(ids), "", "stop", [],
+                     reward=0.0, prefix_len=at, parent=0)
+    cfg = Config.from_profile("smoke", arpo_branches=1, arpo_attribution="hard", g_ind=0, g_asst=2)
+    seqs = to_train_seqs([[parent, branch]], tok, cfg.view, cfg.credit, cfg.prompt_style)
+    assign_advantages(seqs, cfg)
+    arpo.apply_hard([[parent, branch]], seqs, tok, cfg)
+    s = seqs[0]
+    shared = tok.decode(s.ids[:len([a for a in s.token_adv if a != s.advantage])])
+    assert shared == "5 + 2 = 7.\nNext: 7 + 6 = 13.\n"  # the dropped "Answer: 9" line is not in it
+    mean = (s.advantage + seqs[1].advantage) / 2
+    n = len(tok.encode("5 + 2 = 7.\n", add_special_tokens=False))
+    assert s.token_adv[:n] == pytest.approx([mean] * n) and s.token_adv[-1] == pytest.approx(s.advantage)
