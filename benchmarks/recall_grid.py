@@ -27,18 +27,23 @@ ap.add_argument("--arms", nargs="+", default=["grpo", "aipo", "aipo_fade"], help
 ap.add_argument("--root", default="runs/recall_grid")
 ap.add_argument("--n", type=int, default=16, help="samples per test problem in the final evaluation")
 ap.add_argument("--train-only", action="store_true", help="train, skip the evaluation and table")
+ap.add_argument("--table-only", action="store_true", help="skip training (runs must exist): evaluate and tabulate")
 ap.add_argument("--threads", type=int, default=0, help="torch threads per run (1: two grids side by side on 2 cores)")
 args = ap.parse_args()
 
 base = Config.from_profile("demo", **{**Config().grid_overrides, "train_steps": args.steps,
                                      "train_eval_every": args.steps // 2}, num_threads=args.threads)
-grid.train_grid(base, args.arms, args.seeds, args.root, log=lambda s: print(s, flush=True))
+if not args.table_only:
+    grid.train_grid(base, args.arms, args.seeds, args.root, log=lambda s: print(s, flush=True))
 if args.train_only:
     raise SystemExit
 tests = load_tasks("synth", "test", tiers=["recall", "recall_t"])
 results = grid.collect(base, args.arms, args.seeds, args.root, tests, args.n)
 print(f"\nagent-free pass@1 and pass@{args.n} on every test problem after {args.steps} steps")
 print(grid.markdown(grid.table(results, ["recall", "recall_t"], [1, args.n]), [1, args.n]))
+print("\nmean step time per arm (and against grpo's):")
+for arm, c in grid.cost(results).items():
+    print(f"  {arm:12s} {c['s_per_step']:5.2f} s/step" + (f"  x{c['vs_grpo']:.2f}" if c["vs_grpo"] else ""))
 for ref in ("grpo", "aipo"):
     if ref in args.arms:
         print(f"\nminus {ref} (pass@1, 95% two-level bootstrap of the difference)")
