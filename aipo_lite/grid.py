@@ -98,15 +98,21 @@ def final_eval(base: Config, run: Path, tests: list, n: int, trained: bool = Tru
     return json.loads(path.read_text())["problems"]
 
 
+def _resampled_mean(per_seed: list[list[float]], rng: random.Random) -> float:
+    """One two-level bootstrap draw: seeds with replacement, then problems within each drawn seed."""
+    vals = [v for s in rng.choices(per_seed, k=len(per_seed)) for v in rng.choices(s, k=len(s))]
+    return sum(vals) / len(vals)
+
+
+def _interval(draws: list[float]) -> tuple[float, float]:
+    draws = sorted(draws)
+    return draws[int(0.025 * len(draws))], draws[min(len(draws) - 1, int(0.975 * len(draws)))]
+
+
 def hier_bootstrap(per_seed: list[list[float]], samples: int = 2000, seed: int = 0) -> tuple[float, float]:
     """95% interval of the mean over seeds x problems: resample seeds, then problems in each."""
     rng = random.Random(seed)
-    means = []
-    for _ in range(samples):
-        vals = [v for s in rng.choices(per_seed, k=len(per_seed)) for v in rng.choices(s, k=len(s))]
-        means.append(sum(vals) / len(vals))
-    means.sort()
-    return means[int(0.025 * samples)], means[min(samples - 1, int(0.975 * samples))]
+    return _interval([_resampled_mean(per_seed, rng) for _ in range(samples)])
 
 
 def read_metrics(run: Path) -> list[dict]:
@@ -157,14 +163,8 @@ def differences(results: dict, reference: str, tier: str, k: int, samples: int =
         if arm == reference:
             continue
         ps = per_seed_values(res["evals"], tier, k)
-        draws = []
-        for _ in range(samples):
-            a = [v for s in rng.choices(ps, k=len(ps)) for v in rng.choices(s, k=len(s))]
-            b = [v for s in rng.choices(ref, k=len(ref)) for v in rng.choices(s, k=len(s))]
-            draws.append(sum(a) / len(a) - sum(b) / len(b))
-        draws.sort()
+        lo, hi = _interval([_resampled_mean(ps, rng) - _resampled_mean(ref, rng) for _ in range(samples)])
         mean = sum(v for s in ps for v in s) / sum(map(len, ps)) - sum(v for s in ref for v in s) / sum(map(len, ref))
-        lo, hi = draws[int(0.025 * samples)], draws[min(samples - 1, int(0.975 * samples))]
         out.append({"arm": arm, "minus": reference, "tier": tier, "k": k, "diff": mean, "lo": lo, "hi": hi,
                     "beyond_interval": lo > 0 or hi < 0})
     return out

@@ -254,3 +254,22 @@ def test_hard_attribution_maps_a_branch_point_into_an_internalized_assisted_pare
     mean = (s.advantage + seqs[1].advantage) / 2
     n = len(tok.encode("5 + 2 = 7.\n", add_special_tokens=False))
     assert s.token_adv[:n] == pytest.approx([mean] * n) and s.token_adv[-1] == pytest.approx(s.advantage)
+
+
+def test_grid_intervals_hold_the_seed_spread_and_differences_say_when_they_exclude_zero():
+    from aipo_lite import grid
+
+    def res(per_seed_correct):
+        return {"evals": [[{"n": 4, "correct": c, "kind": "recall"} for c in seed] for seed in per_seed_correct],
+                "metrics": []}
+    results = {"grpo": res([[0, 0, 0, 0]] * 3), "same": res([[0, 0, 0, 0]] * 3),
+               "good": res([[4, 3, 4, 4], [3, 4, 4, 3], [4, 4, 3, 4]]), "one_seed": res([[4, 4, 4, 4], [0] * 4, [0] * 4])}
+    rows = {r["arm"]: r for r in grid.table(results, ["recall"], [1])}
+    assert rows["good"]["pass@1"]["per_seed"] == pytest.approx([0.9375, 0.875, 0.9375])
+    # one good seed of three: the flat mean is 1/3, and the interval spans most of [0, 1]
+    lo, hi = rows["one_seed"]["pass@1"]["lo"], rows["one_seed"]["pass@1"]["hi"]
+    assert lo == 0.0 and hi == 1.0
+    d = {x["arm"]: x for x in grid.differences(results, "grpo", "recall", 1)}
+    assert d["good"]["beyond_interval"] and not d["same"]["beyond_interval"] and not d["one_seed"]["beyond_interval"]
+    with pytest.raises(ValueError, match=r"arm='nope' is not valid"):
+        grid.arm_config(Config(), "nope", 0, "/tmp")
