@@ -309,6 +309,10 @@ PROFILES: dict[str, dict] = {
                  train_eval_every=5, checkpoint_every=5, log_completions_every=5, boundary_problems_per_tier=6,
                  boundary_n=32, grid_arms=["grpo", "aipo", "aipo+arpo", "aipo+aapo", "aipo+rrl"], grid_eval_n=4,
                  grid_eval_problems_per_tier=6, grid_overrides=DEMO_GRID),
+    # `grid`: the demo with the full method grid of the README (Config's grid_* defaults: 40 steps,
+    # every arm, 3 seeds, every held-out problem x 16); notebook 06 with it trains for hours on a CPU
+    # (re-running reads the finished runs).
+    "grid": dict(eval_problems_per_tier=10, eval_n=8, eval_ks=[1, 2, 4, 8], probe_problems_per_tier=6),
     "smoke": dict(eval_tiers=["add1d", "add3"], eval_problems_per_tier=2, eval_n=2, eval_ks=[1, 2],
                   eval_max_new_tokens=24, bootstrap_samples=50, probe_problems_per_tier=1, g_ind=2,
                   g_asst=2, rollout_max_new_tokens=24, train_tiers=["add1d", "add3"], heldout_tiers=["add3"],
