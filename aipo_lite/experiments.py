@@ -26,9 +26,10 @@ from .trainer import agent_tokens, micro_batches, sequence_logprobs, train
 
 
 def arm_config(cfg: Config, arm: str, root: str | Path, **overrides) -> Config:
-    """The config of one arm under `root`: 'grpo' (no agents) or 'aipo' (as configured)."""
+    """The config of one arm under `root`: 'grpo' (no agents; grid.ARMS' definition) or 'aipo' (as configured)."""
     if arm == "grpo":
-        overrides = {"g_ind": cfg.g_ind + cfg.g_asst, "g_asst": 0, **overrides}
+        from .grid import ARMS
+        overrides = {**ARMS["grpo"](cfg), **overrides}
     return dataclasses.replace(cfg, run_dir=str(Path(root) / arm), **overrides)
 
 

@@ -115,13 +115,9 @@ def hier_bootstrap(per_seed: list[list[float]], samples: int = 2000, seed: int =
     return _interval([_resampled_mean(per_seed, rng) for _ in range(samples)])
 
 
-def read_metrics(run: Path) -> list[dict]:
-    path = run / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
-
-
 def collect(base: Config, arms: list[str], seeds: list[int], root: str | Path, tests: list, n: int) -> dict:
     """{arm: {'evals': [problems per seed], 'metrics': [history per seed]}}; 'base' is the untrained policy."""
+    from .experiments import read_metrics
     root = Path(root)
     out = {"base": {"evals": [final_eval(base, root / "base", tests, n, trained=False)], "metrics": []}}
     for arm in arms:
@@ -136,13 +132,12 @@ def per_seed_values(evals: list[list[dict]], tier: str, k: int) -> list[list[flo
 
 def table(results: dict, tiers: list[str], ks: list[int], samples: int = 2000) -> list[dict]:
     """One row per arm and tier: pass@k mean, interval and per-seed means; step time; wall time."""
-    rows = []
+    rows, costs = [], cost(results)
     for arm, res in results.items():
-        steps = [m["step_time"] for h in res["metrics"] for m in h if "step_time" in m]
         walls = [sum(m.get("step_time", 0.0) for m in h) for h in res["metrics"]]
         for tier in tiers:
             row = {"arm": arm, "tier": tier, "seeds": len(res["evals"]),
-                   "s_per_step": sum(steps) / len(steps) if steps else None,
+                   "s_per_step": costs.get(arm, {}).get("s_per_step"),
                    "wall_s": sum(walls) / len(walls) if walls else None}
             for k in ks:
                 ps = per_seed_values(res["evals"], tier, k)
