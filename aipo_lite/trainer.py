@@ -35,6 +35,7 @@ from .aapo import momentum
 from .batching import micro_batches, sequence_logprobs
 from .config import Config
 from .engine import Prov
+from .loss import token_loss
 from .evaluation import heldout_eval
 from .pipeline import _completions_table, rollout_metrics, step_groups
 from .rollout import agents_from_config, detector_from_config
@@ -85,47 +86,13 @@ def micro_batch_loss(policy, seqs: list[TrainSeq], cfg: Config, n_seqs: int, n_t
     old = _pad([s.old_logp for s in seqs], math.nan, torch.float32, dev)
     adv = _pad([s.token_adv if s.token_adv is not None else [s.advantage] * len(s.ids) for s in seqs], 0.0,
                torch.float32, dev)
-    pol = in_loss & (kind == Prov.POLICY) & ~old.isnan()
-    same = pol & ~torch.tensor([s.rescored for s in seqs], device=dev)[:, None]
-    agent, span = agent_tokens(seqs, dev)
-    agent &= in_loss
-    mask = pol | agent
-    eps_hi = obj.eps_high(cfg.algorithm, cfg.clip_eps_low, cfg.clip_eps_high)
-    loss_t = torch.zeros_like(logp)
-    gap = (logp.detach() - old)[same]
-    st = {"pol_tokens": int(pol.sum()), "clip_low": 0, "clip_high": 0, "w": torch.empty(0), "kl_sum": 0.0,
-          "gap_n": gap.numel(), "gap_abs_sum": float(gap.abs().sum()),
-          "gap_kl_sum": float(obj.kl_k3(old[same], logp.detach()[same]).sum()), "tis_sum": 0.0, "tis_capped": 0}
-    if pol.any():
-        if cfg.advantage == "aapo":  # their loss: -A log pi, no ratio, no clip (TIS as every POLICY token)
-            w = obj.tis_weight(logp[pol], old[pol], cfg.tis_cap)
-            lp, lo = -adv[pol] * logp[pol] * w, torch.zeros_like(pol[pol])
-            hi = lo
-            st["tis_sum"], st["tis_capped"] = float(w.sum()), int((w >= cfg.tis_cap).sum()) if cfg.tis_cap else 0
-        elif cfg.behaviour_logp == "trainer":
-            w = obj.tis_weight(logp[pol], old[pol], cfg.tis_cap)
-            lp, lo, hi = obj.policy_token_loss(logp[pol], logp[pol].detach(), adv[pol], cfg.clip_eps_low, eps_hi)
-            lp = lp * w
-            st["tis_sum"], st["tis_capped"] = float(w.sum()), int((w >= cfg.tis_cap).sum()) if cfg.tis_cap else 0
-        else:
-            lp, lo, hi = obj.policy_token_loss(logp[pol], old[pol], adv[pol], cfg.clip_eps_low, eps_hi)
-            st["tis_sum"] = float(pol.sum())
-        loss_t = loss_t.index_put((pol.nonzero(as_tuple=True)), lp)
-        st["clip_low"], st["clip_high"] = int(lo.sum()), int(hi.sum())
-    if agent.any():
-        la, w = obj.agent_token_loss(logp[agent], span[agent], adv[agent], cfg.agent_weight, cfg.agent_w_min,
-                                     cfg.agent_w_max, cfg.luffy_gamma, cfg.clip_eps_low, eps_hi)
-        loss_t = loss_t.index_put((agent.nonzero(as_tuple=True)), la)
-        st["w"] = w.detach().cpu()
+    same = ~torch.tensor([s.rescored for s in seqs], device=dev)[:, None]
+    _, span = agent_tokens(seqs, dev)
+    ref = None
     if cfg.kl_beta > 0:
         with torch.no_grad(), policy.model.disable_adapter():
             ref = sequence_logprobs(policy.model, seqs, cfg.rollout_temperature, dev)
-        kl = obj.kl_k3(logp, ref)
-        loss_t = loss_t + cfg.kl_beta * torch.where(mask, kl, torch.zeros_like(kl))
-        st["kl_sum"] = float(kl[mask].sum())
-    loss_t = torch.where(mask, loss_t, torch.zeros_like(loss_t))
-    agg = "dapo" if cfg.advantage == "aapo" else cfg.algorithm  # AAPO: token mean over the step, as their code
-    return obj.aggregate(loss_t, mask, agg, cfg.rollout_max_new_tokens, n_seqs, n_tokens), st
+    return token_loss(logp, kind, in_loss, old, adv, span, same, cfg, n_seqs, n_tokens, ref_logp=ref)
 
 
 def update(policy, opt, seqs: list[TrainSeq], cfg: Config) -> dict:

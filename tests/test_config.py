@@ -48,10 +48,11 @@ def _pins(specs):
 
 def test_environment_yml_mirrors_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    deps = _pins(project["dependencies"] + project["optional-dependencies"]["dev"])
+    extras = project["optional-dependencies"]
+    deps = _pins(project["dependencies"] + extras["dev"] + extras["trl"])
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert "-e .[dev]" in pip_section
+    assert "-e .[dev,trl]" in pip_section
     env_pins = _pins([s for s in pip_section if not s.startswith("-")])
     assert "python=3.11" in env["dependencies"]
     assert env_pins == deps
