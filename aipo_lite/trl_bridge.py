@@ -270,6 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     (under `accelerate launch` for several processes)."""
     import argparse
     import json
+    from pathlib import Path
 
     from .policy import load_policy
     from .tasks import from_config
@@ -278,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--run-dir", required=True)
     ap.add_argument("--overrides", default="{}", help="JSON dict of Config fields")
     ap.add_argument("--trl-overrides", default="{}", help="JSON dict of GRPOConfig fields")
+    ap.add_argument("--resume", action="store_true", help="continue from the run dir's last TRL checkpoint")
     a = ap.parse_args(argv)
     cfg = Config.from_profile(a.profile, run_dir=a.run_dir, **json.loads(a.overrides))
     if cfg.num_threads:
@@ -286,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     policy = load_policy(cfg)
     args = grpo_config(cfg, a.run_dir, **json.loads(a.trl_overrides))
     trainer = AIPOGRPOTrainer(cfg, policy.model, policy.tokenizer, from_config(cfg, "train", cfg.train_tiers), args)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=a.resume and any(Path(a.run_dir).glob("checkpoint-*")))
     trainer.save_model(a.run_dir)
 
 

@@ -43,8 +43,8 @@ def compare_step(cfg: Config, policy, tasks: list, seed: int = 0, mixed_rewards:
     """Sample one step's groups for `tasks` (g_ind + g_asst rollouts each), then compute the step
     loss and LoRA gradient (no optimizer step) through trainer.update's path and through
     AIPOGRPOTrainer's (TRL's batch layout, log-probs and accumulation; the kit's advantages and
-    token loss). mixed_rewards: give each group rewards 1, 0, 0, 1, ... (a tiny random model
-    solves nothing, so its groups would carry no signal). Returns losses, gradient norms, the
+    token loss). mixed_rewards: independent rollouts get 1, 0, 1, ..., assisted ones 1 (a tiny
+    random model solves nothing, so its groups would carry no signal). Returns losses, gradient norms, the
     largest gradient difference and the largest gradient entry."""
     from . import trl_bridge
     model, tok = policy.model, policy.tokenizer
@@ -53,10 +53,10 @@ def compare_step(cfg: Config, policy, tasks: list, seed: int = 0, mixed_rewards:
                                           consult_budget=cfg.consult_budget, temperature=cfg.rollout_temperature,
                                           max_new_tokens=cfg.rollout_max_new_tokens, prompt_style=cfg.prompt_style,
                                           reward_mode=cfg.reward_mode, generator=seed, guidance_form=cfg.guidance_form)
-    if mixed_rewards:
+    if mixed_rewards:  # independent 1, 0, 1, ...; assisted 1 (so their agent tokens' losses add up)
         for g in groups:
             for i, r in enumerate(g):
-                r.reward = float(i % 3 == 0)
+                r.reward = 1.0 if r.assisted else float(i % 2 == 0)
     params = [p for p in model.parameters() if p.requires_grad]
     was_training = model.training
     model.train()

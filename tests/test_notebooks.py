@@ -113,3 +113,17 @@ def test_methods_notebook_runs_headless_with_smoke_parameters(tmp_path):
     assert [m["step"] for m in steps] == [0, 1, 2] and steps[-1]["rrl_buffer_size"] is not None
     assert {d["minus"] for d in json.loads((out / "differences.json").read_text())} == {"grpo"}
     assert (out / "curves.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_trl_bridge_notebook_runs_headless_with_smoke_parameters(tmp_path):
+    pytest.importorskip("trl")
+    summary = run_notebooks.run("smoke", tmp_path, only=["07"], log_output=False)
+    assert [n["status"] for n in summary["notebooks"]] == ["ok"], summary
+    rows = json.loads((tmp_path / "07_trl_bridge" / "compare.json").read_text())
+    assert [r["arm"] for r in rows][:2] == ["grpo", "aipo (aipo)"] and len(rows) == 6
+    for r in rows:  # the side-by-side table: both paths agree on every arm
+        assert r["loss_trl"] == pytest.approx(r["loss_kit"], rel=1e-5, abs=1e-6)
+        assert r["grad_norm_trl"] == pytest.approx(r["grad_norm_kit"], rel=1e-5)
+    logs = json.loads((tmp_path / "07_trl_bridge" / "trl_log.json").read_text())
+    assert len(logs) == 2 and all("aipo/reward_assisted" in h for h in logs)

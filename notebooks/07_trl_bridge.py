@@ -1,0 +1,103 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 07 · The TRL bridge: the same step through the kit's trainer and through TRL's `GRPOTrainer`
+#
+# Researchers who outgrow one device move to TRL (accelerate, DeepSpeed, vLLM). `aipo_lite.trl_bridge`
+# carries AIPO there: TRL 1.16's `GRPOTrainer` with the kit's rollouts (independent + assisted, agents,
+# provenance), its advantages (independent baseline) and its token loss (the agent-token weight on
+# AGENT tokens), TRL's machinery for the rest. Here, on the same rollouts, one step's loss and LoRA
+# gradient norm through both paths, side by side (fp32; they must agree to rounding), then a few
+# steps of training through TRL with its own logging. By default on a tiny random model
+# (`bridge_model="tiny"`: plumbing only, its rewards are replaced by a fixed 1/0 pattern so each group
+# has signal); `bridge_model="smollm2"` compares on the real policy. The training at the end runs
+# SmolLM2 with its real rewards.
+#
+# Several processes: `accelerate launch --multi_gpu --num_processes 2 -m aipo_lite.trl_bridge --profile smoke --run-dir runs/trl2`
+# (on a CPU-only machine this runs two gloo processes; `tests/test_trl_bridge.py` checks that they
+# keep identical adapters and log the losses of one process on the same global batches).
+
+# %% tags=["parameters"]
+profile = "demo"                  # preset in aipo_lite.config.PROFILES
+run_dir = "../runs/notebooks/07_trl_bridge"
+overrides = {}                    # any aipo_lite.Config field (the bridge settings below are applied on top)
+bridge_model = "tiny"             # "tiny" (random 2-layer Llama, seconds) or "smollm2" (the real policy)
+bridge_steps = 2                  # training steps through TRL at the end
+
+# %%
+import json
+import os
+
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+import torch
+
+from aipo_lite import trl_bridge
+from aipo_lite.config import Config
+from aipo_lite.policy import load_policy
+from aipo_lite.tasks import load_tasks
+from aipo_lite.trl_compare import compare_step, make_tiny_model
+
+cfg, out = Config.for_notebook(profile, run_dir, overrides)
+if bridge_model not in ("tiny", "smollm2"):
+    raise ValueError(f"bridge_model={bridge_model!r} is not valid; choose 'tiny' or 'smollm2'")
+model = {"model": make_tiny_model(out / "tiny")} if bridge_model == "tiny" else {}
+# the controlled-bottleneck guidance (the agent's line written inline first), fp32, a small step
+bridge = {**cfg.to_dict(), **cfg.grid_overrides, **model, "dtype": "float32", "lora_r": 4, "lora_dropout": 0.0,
+          "prompts_per_step": 2, "rollout_max_new_tokens": 8 if bridge_model == "tiny" else 16, "micro_batch_size": 4,
+          "run_dir": str(out / "trl")}
+tasks = load_tasks("synth", "train", tiers=bridge["train_tiers"])
+print(f"TRL bridge for TRL {trl_bridge.SUPPORTED_TRL}; model: {bridge_model}")
+
+# %% [markdown]
+# ## One step, both paths, same rollouts
+
+# %%
+arms = {"grpo": dict(g_ind=4, g_asst=0), **{f"aipo ({w})": dict(agent_weight=w) for w in ("aipo", "sft", "is", "is_clip", "luffy")}}
+rows = []
+for name, change in arms.items():
+    c = Config(**{**bridge, **change})
+    policy = load_policy(c)
+    with torch.no_grad():  # a non-zero adapter, so both LoRA matrices get gradients
+        gen = torch.Generator().manual_seed(1)
+        for n_, p in policy.model.named_parameters():
+            if "lora_" in n_:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    r = compare_step(c, policy, tasks[:2], mixed_rewards=bridge_model == "tiny")
+    rows.append({"arm": name, **{k: v for k, v in r.items() if k != "advantages"}})
+print(f"{'arm':16s} {'loss kit':>11s} {'loss TRL':>11s} {'|grad| kit':>11s} {'|grad| TRL':>11s} {'max |Δgrad|':>11s} agent tokens")
+for r in rows:
+    print(f"{r['arm']:16s} {r['loss_kit']:11.6f} {r['loss_trl']:11.6f} {r['grad_norm_kit']:11.6f} "
+          f"{r['grad_norm_trl']:11.6f} {r['max_grad_diff']:11.2e} {r['agent_tokens']}")
+(out / "compare.json").write_text(json.dumps(rows, indent=1))
+
+# %% [markdown]
+# ## A few AIPO steps through TRL on the real policy (TRL's logging names; the kit's under `aipo/`)
+#
+# SmolLM2 with its real rewards on the controlled bottleneck (`recall`): the assisted rollouts get
+# the fact from the Knowledge base as their first line, the independent ones must recall it.
+
+# %%
+c = Config(**{**bridge, "model": cfg.model, "rollout_max_new_tokens": 16, "train_steps": bridge_steps})
+policy = load_policy(c)
+trainer = trl_bridge.AIPOGRPOTrainer(c, policy.model, policy.tokenizer, tasks,
+                                     trl_bridge.grpo_config(c, str(out / "trl"), 1, save_strategy="no"))
+trainer.train()
+keys = ["loss", "grad_norm", "reward", "aipo/reward_independent", "aipo/reward_assisted", "aipo/consult_rate",
+        "aipo/agent_w_mean", "step_time"]
+logs = [h for h in trainer.state.log_history if "loss" in h]
+for h in logs:
+    print({k: round(h[k], 4) for k in keys if k in h})
+(out / "trl_log.json").write_text(json.dumps(logs, indent=1))
