@@ -301,13 +301,13 @@ def _check(ok: bool, name: str, value: Any, why: str) -> None:
 
 # Presets. `demo` is what `make demo` runs on a 2-core CPU; `smoke` is for tests.
 # The demo's slice of the method grid: the controlled-bottleneck protocol, 4 steps, small evaluations.
-DEMO_GRID = {**Config.__dataclass_fields__["grid_overrides"].default_factory(), "train_steps": 4,
+DEMO_GRID = {**Config.__dataclass_fields__["grid_overrides"].default_factory(), "train_steps": 3,
              "train_eval_every": 0, "train_eval_problems_per_tier": 4, "train_eval_n": 2, "checkpoint_every": 2}
 PROFILES: dict[str, dict] = {
     "demo": dict(eval_problems_per_tier=10, eval_n=8, eval_ks=[1, 2, 4, 8], probe_problems_per_tier=6,
-                 train_tiers=["add3", "expr3"], train_steps=10, prompts_per_step=4, rollout_max_new_tokens=48,
-                 train_eval_every=5, checkpoint_every=5, log_completions_every=5, boundary_problems_per_tier=6,
-                 boundary_n=32, grid_arms=["grpo", "aipo", "aipo+arpo", "aipo+aapo", "aipo+rrl"], grid_eval_n=4,
+                 train_tiers=["add3", "expr3"], train_steps=8, prompts_per_step=4, rollout_max_new_tokens=48,
+                 train_eval_every=4, checkpoint_every=4, log_completions_every=4, boundary_problems_per_tier=6,
+                 boundary_n=32, grid_arms=["grpo", "aipo", "aipo+arpo"], grid_eval_n=4,
                  grid_eval_problems_per_tier=6, grid_overrides=DEMO_GRID),
     # `grid`: the demo with the full method grid of the README (Config's grid_* defaults: 40 steps,
     # every arm, 3 seeds, every held-out problem x 16); notebook 06 with it trains for hours on a CPU
