@@ -35,8 +35,8 @@ from .aapo import momentum
 from .batching import micro_batches, sequence_logprobs
 from .config import Config
 from .engine import Prov
-from .loss import token_loss
 from .evaluation import heldout_eval
+from .loss import token_loss
 from .pipeline import _completions_table, rollout_metrics, step_groups
 from .rollout import agents_from_config, detector_from_config
 from .tasks import from_config as tasks_from_config
