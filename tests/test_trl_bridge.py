@@ -138,3 +138,34 @@ def test_bridge_resumes_from_a_trl_checkpoint_exactly(tmp_path):
     init = load_file(run / "checkpoint-1" / "adapter_model.safetensors")
     assert max(float((first[k] - init[k]).abs().max()) for k in first) > 0  # steps 2-3 trained
     assert all(torch.equal(first[k], again[k]) for k in first)
+
+
+def test_with_vllm_the_independent_rows_go_through_trls_generation(tiny_model_dir, tmp_path):
+    """use_vllm: TRL's own generation (here a stand-in for _generate_single_turn, which needs vLLM
+    and a GPU) samples the independent rows from their agent-free prompts; the assisted rows are
+    still the kit's (agent tokens in them); every row is scored with the kit's reward."""
+    from aipo_lite.prompts import agent_free_prompt
+    cfg = Config(**{**BASE, "model": tiny_model_dir})
+    policy = _policy(cfg)
+    tasks = load_tasks("synth", "train", tiers=["recall"])[:2]
+    trainer = trl_bridge.AIPOGRPOTrainer(cfg, policy.model, policy.tokenizer, tasks,
+                                         trl_bridge.grpo_config(cfg, str(tmp_path), 1))
+    tok, calls = policy.tokenizer, []
+    answer = tok.encode(f"Answer: {tasks[0].answer}\n", add_special_tokens=False)
+
+    def fake_generate(prompt_ids, images, multimodal, n):
+        calls.append(prompt_ids)
+        return [answer for _ in prompt_ids], [[-0.5] * len(answer) for _ in prompt_ids]
+    trainer.use_vllm, trainer._generate_single_turn = True, fake_generate
+    rows = [(t, j >= 2, k) for k, t in enumerate(tasks) for j in range(4)]
+    out = trainer.sample_rollouts(rows)
+    assert len(calls) == 1 and len(calls[0]) == 4
+    assert calls[0][0] == tok.encode(agent_free_prompt(tok, tasks[0].question, cfg.prompt_style, tasks[0].kind),
+                                     add_special_tokens=False)
+    for (task, assisted, _), r in zip(rows, out):
+        assert r.task.id == task.id and r.assisted == assisted
+        if assisted:
+            assert 2 in r.prov  # Prov.AGENT: the agent's line, written by the kit's engine
+        else:
+            assert r.ids == answer and r.logprobs == [-0.5] * len(answer)
+            assert r.reward == (1.0 if task is tasks[0] else float(task.answer == tasks[0].answer))
