@@ -32,6 +32,16 @@ def make_tiny_model(path: str | Path, seed: int = 0) -> str:
     return str(path)
 
 
+@torch.no_grad()
+def random_adapter(model, scale: float = 0.1, seed: int = 1) -> None:
+    """Every LoRA weight := scale * N(0, 1), seeded: a non-zero adapter (peft starts B at 0), so
+    both LoRA matrices get gradients and every process or dtype starts from the same one."""
+    gen = torch.Generator().manual_seed(seed)
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            p.copy_(torch.randn(p.shape, generator=gen) * scale)
+
+
 def _grads(params) -> list[torch.Tensor]:
     out = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
     for p in params:

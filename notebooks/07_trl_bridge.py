@@ -42,13 +42,12 @@ import json
 import os
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-import torch
 
 from aipo_lite import trl_bridge
 from aipo_lite.config import Config
 from aipo_lite.policy import load_policy
 from aipo_lite.tasks import load_tasks
-from aipo_lite.trl_compare import compare_step, make_tiny_model
+from aipo_lite.trl_compare import compare_step, make_tiny_model, random_adapter
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 if bridge_model not in ("tiny", "smollm2"):
@@ -70,11 +69,7 @@ rows = []
 for name, change in arms.items():
     c = Config(**{**bridge, **change})
     policy = load_policy(c)
-    with torch.no_grad():  # a non-zero adapter, so both LoRA matrices get gradients
-        gen = torch.Generator().manual_seed(1)
-        for n_, p in policy.model.named_parameters():
-            if "lora_" in n_:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    random_adapter(policy.model)  # non-zero, so both LoRA matrices get gradients
     r = compare_step(c, policy, tasks[:2], mixed_rewards=bridge_model == "tiny")
     rows.append({"arm": name, **{k: v for k, v in r.items() if k != "advantages"}})
 print(f"{'arm':16s} {'loss kit':>11s} {'loss TRL':>11s} {'|grad| kit':>11s} {'|grad| TRL':>11s} {'max |Δgrad|':>11s} agent tokens")

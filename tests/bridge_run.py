@@ -19,6 +19,7 @@ from aipo_lite import trl_bridge
 from aipo_lite.config import Config
 from aipo_lite.policy import load_policy
 from aipo_lite.tasks import load_tasks
+from aipo_lite.trl_compare import random_adapter
 
 ap = argparse.ArgumentParser()
 ap.add_argument("out")
@@ -59,11 +60,7 @@ class Bridge(trl_bridge.AIPOGRPOTrainer):
 
 torch.manual_seed(0)
 policy = load_policy(cfg)
-with torch.no_grad():  # a non-zero adapter, the same in every process
-    gen = torch.Generator().manual_seed(0)
-    for name, p in policy.model.named_parameters():
-        if "lora_" in name:
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+random_adapter(policy.model, seed=0)  # a non-zero adapter, the same in every process
 torch.save({k: v.detach().clone() for k, v in policy.model.named_parameters() if "lora_" in k}, Path(a.out, "lora_init.pt"))
 args = trl_bridge.grpo_config(cfg, str(Path(a.out, "trl")), save_strategy="no", **json.loads(a.trl_overrides))
 trainer = Bridge(cfg, policy.model, policy.tokenizer, load_tasks("synth", "train", tiers=["recall"]), args)

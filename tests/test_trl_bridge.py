@@ -16,7 +16,7 @@ from aipo_lite import trl_bridge  # noqa: E402
 from aipo_lite.config import Config  # noqa: E402
 from aipo_lite.policy import load_policy  # noqa: E402
 from aipo_lite.tasks import load_tasks  # noqa: E402
-from aipo_lite.trl_compare import compare_step  # noqa: E402
+from aipo_lite.trl_compare import compare_step, random_adapter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # the controlled-bottleneck protocol's guidance: the Reasoning agent's first line written inline
@@ -27,11 +27,7 @@ BASE = {**Config().grid_overrides, "dtype": "float32", "device": "cpu", "lora_r"
 
 def _policy(cfg):
     policy = load_policy(cfg)
-    with torch.no_grad():  # a non-zero adapter, so LoRA A gets a gradient too
-        gen = torch.Generator().manual_seed(1)
-        for name, p in policy.model.named_parameters():
-            if "lora_" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    random_adapter(policy.model)  # non-zero, so LoRA A gets a gradient too
     return policy
 
 
