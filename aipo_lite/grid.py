@@ -44,6 +44,7 @@ ARMS = {
     "aipo": lambda c: {},
     "aipo_fade": lambda c: dict(guidance_fade_steps=c.train_steps),
     "aipo_failed": lambda c: dict(guide_only_failed=True),
+    "aipo_tagged": lambda c: dict(guidance_form="tagged"),
     **{f"aipo_{w}": (lambda c, w=w: dict(agent_weight=w)) for w in WEIGHT_ARMS},
     "sft": lambda c: dict(advantage="sft", agent_weight="sft", credit="all"),
     # the other seeds alone (no agents) and with AIPO; every arm keeps G rollouts per group

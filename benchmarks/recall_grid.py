@@ -1,6 +1,8 @@
 """Does agent guidance become agent-free skill? The arms of aipo_lite.grid on the controlled bottleneck.
 
     .venv/bin/python benchmarks/recall_grid.py --seeds 0 1 2 --steps 40 [--arms grpo aipo aipo_fade ...]
+    .venv/bin/python benchmarks/recall_grid.py --tiers expr3 units --problems 24 --root runs/hard_grid \
+        --overrides '{"rollout_max_new_tokens": 48, "eval_max_new_tokens": 48}' --arms grpo aipo sft
 
 Trains every arm x seed on the `recall` tier (invented facts the base model cannot know, see
 data/make_data.py), at equal budget: 4 problems per step, 4 rollouts per problem (grpo: all
@@ -11,10 +13,12 @@ the base policy) is evaluated agent-free on every test problem of `recall` (same
 `recall_t` (the facts in unseen question templates), n samples each (final_eval.json, reused).
 Prints the table (pass@1 and pass@n: mean over seeds x problems, 95% two-level bootstrap
 interval, per-seed means; mean step time; wall time per run) and each arm minus grpo and
-minus aipo with the interval of the difference.
+minus aipo with the interval of the difference. `--tiers` trains (and evaluates) on other
+tiers with the same protocol, e.g. the hard tiers `expr3` and `units`.
 """
 
 import argparse
+import json
 
 from aipo_lite import grid
 from aipo_lite.config import Config
@@ -29,25 +33,35 @@ ap.add_argument("--n", type=int, default=16, help="samples per test problem in t
 ap.add_argument("--train-only", action="store_true", help="train, skip the evaluation and table")
 ap.add_argument("--table-only", action="store_true", help="skip training (runs must exist): evaluate and tabulate")
 ap.add_argument("--threads", type=int, default=0, help="torch threads per run (1: two grids side by side on 2 cores)")
+ap.add_argument("--tiers", nargs="+", default=None,
+                help="train tiers (default recall); evaluated on these (recall: plus recall_t)")
+ap.add_argument("--problems", type=int, default=0, help="test problems per tier in the final evaluation; 0 = all")
+ap.add_argument("--overrides", default="{}", help="JSON of Config fields on top of the grid protocol")
 args = ap.parse_args()
 
+tiers = args.tiers or ["recall"]
+heldout = tiers + (["recall_t"] if "recall" in tiers and "recall_t" not in tiers else [])
 base = Config.from_profile("demo", **{**Config().grid_overrides, "train_steps": args.steps,
-                                     "train_eval_every": args.steps // 2}, num_threads=args.threads)
+                                     "train_eval_every": args.steps // 2, "train_tiers": tiers,
+                                     "heldout_tiers": heldout, **json.loads(args.overrides)},
+                           num_threads=args.threads)
 if not args.table_only:
     grid.train_grid(base, args.arms, args.seeds, args.root, log=lambda s: print(s, flush=True))
 if args.train_only:
     raise SystemExit
-tests = load_tasks("synth", "test", tiers=["recall", "recall_t"])
+tests = load_tasks("synth", "test", tiers=heldout)
+if args.problems:
+    tests = [t for tier in heldout for t in [t for t in tests if t.kind == tier][:args.problems]]
 results = grid.collect(base, args.arms, args.seeds, args.root, tests, args.n)
 print(f"\nagent-free pass@1 and pass@{args.n} on every test problem after {args.steps} steps")
-print(grid.markdown(grid.table(results, ["recall", "recall_t"], [1, args.n]), [1, args.n]))
+print(grid.markdown(grid.table(results, heldout, [1, args.n]), [1, args.n]))
 print("\nmean step time per arm (and against grpo's):")
 for arm, c in grid.cost(results).items():
     print(f"  {arm:12s} {c['s_per_step']:5.2f} s/step" + (f"  x{c['vs_grpo']:.2f}" if c["vs_grpo"] else ""))
 for ref in ("grpo", "aipo"):
     if ref in args.arms:
         print(f"\nminus {ref} (pass@1, 95% two-level bootstrap of the difference)")
-        for tier in ("recall", "recall_t"):
+        for tier in heldout:
             for d in grid.differences(results, ref, tier, 1):
                 print(f"  {d['arm']:12s} {tier:9s} {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
                       f"{'  beyond the interval' if d['beyond_interval'] else ''}")
