@@ -46,8 +46,9 @@ class Row:
     prov: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     entropies: list[float] = field(default_factory=list)
-    finished: str = ""   # '', 'eos', 'stop' (a hook ended it) or 'length'
+    finished: str = ""   # '', 'eos', 'stop' (a hook or the stop machine ended it) or 'length'
     state: dict = field(default_factory=dict)  # free for hooks (consult bookkeeping)
+    commit: int = 0      # state of run(stop=...)'s commit machine; -1: not watched (a hook decides)
 
 
 # on_token(row, index, text_so_far_fn) -> None; may queue forced tokens or set row.finished
@@ -111,10 +112,11 @@ def _room(rows: list[Row], extra: int) -> int:
 
 
 def _advance(r: Row, b: int, host: list, logp: torch.Tensor, on_token, watch: set, eos: int,
-             stats: dict, defer: list | None = None) -> int:
+             stats: dict, defer: list | None = None, stop=None) -> int:
     """Give row r (batch index b) its next token: the sampled one, or the next forced one.
-    Runs the hook where due (or, with `defer`, appends the row there for the caller to run it
-    and then `_check_length`) and marks the row finished; returns the token to feed."""
+    Advances the row's commit machine (`stop`), runs the hook where due (or, with `defer`,
+    appends the row there for the caller to run it and then `_check_length`) and marks the row
+    finished; returns the token to feed."""
     t, lp_forced, h = int(host[0][b]), host[2][b], host[3][b]
     if t == eos and not r.forced and on_token and r.state.get("intercept_eos"):
         # the hook may continue the row instead of ending it (verify-before-commit
@@ -138,6 +140,10 @@ def _advance(r: Row, b: int, host: list, logp: torch.Tensor, on_token, watch: se
             r.finished = "eos"
         else:
             hook = on_token is not None and (t in watch or r.state.get("every_token"))
+    if stop is not None and r.commit >= 0 and not r.finished:
+        r.commit = stop.table[r.commit][t]
+        if r.commit == stop.accept:  # its first committed answer is complete
+            r.finished, hook = "stop", False
     if hook and defer is not None:
         defer.append(r)
         return t
@@ -164,7 +170,7 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
         on_token: Hook | None = None, watch_ids: torch.Tensor | None = None,
         generator: torch.Generator | int | None = None, share_prefix: bool = True,
         max_batch: int | None = None, on_finish: Callable[[Row], None] | None = None,
-        static_step: bool | None = None, extra_room: int = 0, hook_pool=None) -> dict:
+        static_step: bool | None = None, extra_room: int = 0, hook_pool=None, stop=None) -> dict:
     """Decode all rows to completion (in place). Returns step/token counts.
 
     on_token(row) is called after a row receives a token whose id is in `watch_ids` (default:
@@ -182,6 +188,8 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
     prefilled. `extra_room`: forced tokens a row may get (static batches are sized for them).
     `hook_pool` (a concurrent.futures executor): the hooks due in one step run concurrently on
     it (agent requests to a slow server then overlap); each hook touches only its own row.
+    `stop` (commit_machine.CommitMachine): every row whose `commit` is >= 0 ends ('stop') at its
+    first committed answer, decided from token ids by one table lookup per token (no decode).
     """
     device = next(model.parameters()).device
     generator = device_generator(generator, device)
@@ -209,7 +217,7 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
             if r.finished:  # a dead slot of the static step: it decodes a pad nobody reads
                 feed.append(tokenizer.pad_token_id)
                 continue
-            feed.append(_advance(r, b, host, logp, on_token, watch, eos, stats, due))
+            feed.append(_advance(r, b, host, logp, on_token, watch, eos, stats, due, stop))
             if r.finished:
                 ended.append(r)
         if due:  # this step's hooks, concurrently; then the checks _advance left for after them

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from . import engine
 from .agents import ROLES, Guarded, Request, make_agent
+from .commit_machine import commit_machine
 from .detector import Detector
 from .engine import Prov, Row
 from .prompts import SYSTEM, agent_free_prompt, render
@@ -132,15 +133,13 @@ class _Assist:
 
     def __call__(self, row: Row) -> None:
         st = row.state
+        if not st["assisted"]:  # plain rows end at a commit by the engine's commit machine
+            return
         text = self._text(row)
         if st.get("at_eos"):  # the policy ended its reply: that is a commit too
             text += "\n"
         if st.get("text_after") is None:  # first call after a feedback block was fed in
             st["text_after"] = len(text)
-        if not st["assisted"]:
-            if COMMITTED.search(text):
-                row.finished = "stop"
-            return
         seg = [e for e, p in zip(row.entropies[st["seg_start"]:], row.prov[st["seg_start"]:])
                if p == Prov.POLICY]
         if len(st["consults"]) < self.budget:
@@ -210,7 +209,7 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
         prefix = (prefixes or {}).get(task.id, [])
         for assisted, prompt in [(False, plain)] * g_ind + [(True, asst)] * g_asst:
             row = Row(prompt_ids=prompt + prefix, max_new_tokens=max_new_tokens,
-                      state=_row_state(task, assisted, detector))
+                      state=_row_state(task, assisted, detector), commit=-1 if assisted else 0)
             rows.append(row)
             meta.append((task, assisted, prompt, prefix))
     with ThreadPoolExecutor(concurrency) if concurrency > 1 and agents else nullcontext() as pool:
@@ -218,7 +217,7 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
             first = [row for row in rows if row.state["assisted"]]
             list(pool.map(hook, first)) if pool else [hook(row) for row in first]
         stats = engine.run(policy.sampler(), tok, rows, temperature=temperature, top_p=top_p,
-                           on_token=hook, generator=generator,
+                           on_token=hook, generator=generator, stop=commit_machine(tok),
                            extra_room=FEEDBACK_ROOM * consult_budget if g_asst else 0, hook_pool=pool)
     groups: dict[str, list[Rollout]] = {t.id: [] for t in tasks}
     for row, (task, assisted, prompt, prefix) in zip(rows, meta):
@@ -247,13 +246,12 @@ def continue_rollouts(policy, starts: list[tuple[Rollout, int]], temperature: fl
     views.continuation_seq trains only the new tokens (ARPO branches). A continuation counts as
     assisted (for the advantage baseline) when its shared prefix holds agent tokens."""
     tok = policy.tokenizer
-    hook = _Assist(tok, Detector(use_entropy=False, verify_before_commit=False), {}, 0)
     rows = []
     for r, at in starts:
         used = sum(1 for p in r.prov[:at] if p == Prov.POLICY)
         rows.append(Row(prompt_ids=list(r.prompt_ids) + r.ids[:at], max_new_tokens=max(max_new_tokens - used, 1),
-                        state=_row_state(r.task, False, hook.detector)))
-    engine.run(policy.sampler(), tok, rows, temperature=temperature, on_token=hook, generator=generator)
+                        state=_row_state(r.task, False, Detector())))
+    engine.run(policy.sampler(), tok, rows, temperature=temperature, generator=generator, stop=commit_machine(tok))
     out = []
     for (r, at), row in zip(starts, rows):
         ids = r.ids[:at] + row.ids

@@ -4,8 +4,9 @@ Runs on the same decode loop as the rollouts (engine.py), so evaluation and inde
 rollouts sample identically. Sequences are sorted by prompt length and cut into batches of
 `batch_size`; within a batch the KV cache of the prompts' shared prefix (system prompt and
 one-shot example, most of the prompt) is computed once, finished rows leave the batch, and a
-row ends at the newline after its first committed answer (`stop_after_answer`): the reward
-reads the first committed answer (rewards.py), so nothing after it can change the reward.
+row ends at the newline after its first committed answer (`stop_after_answer`; decided from
+token ids by commit_machine.py): the reward reads the first committed answer (rewards.py), so
+nothing after it can change the reward.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ import torch
 from tqdm import tqdm
 
 from . import engine
-from .engine import line_ender_ids
-from .rewards import COMMITTED
+from .commit_machine import commit_machine
 
 
 @dataclass
@@ -66,14 +66,10 @@ def sample(model, tokenizer, prompts: list[str], n: int = 1, temperature: float 
     bar = tqdm(total=len(order), desc=desc, unit="seq", disable=not progress)
     rows = [engine.Row(encoded[i], max_new_tokens) for i, _ in order]
 
-    def stop(row: engine.Row) -> None:
-        if COMMITTED.search(tokenizer.decode(row.ids, skip_special_tokens=True)):
-            row.finished = "stop"
-
-    # one decode loop over all rows: `batch_size` at a time, finished rows' slots refilled
-    engine.run(model, tokenizer, rows, temperature, top_p, on_token=stop if stop_after_answer else None,
-               watch_ids=line_ender_ids(tokenizer), generator=generator, max_batch=batch_size,
-               on_finish=lambda row: bar.update(1))
+    # one decode loop over all rows: `batch_size` at a time, finished rows' slots refilled; the
+    # stop after the first committed answer is decided from token ids (commit_machine.py)
+    engine.run(model, tokenizer, rows, temperature, top_p, generator=generator, max_batch=batch_size,
+               on_finish=lambda row: bar.update(1), stop=commit_machine(tokenizer) if stop_after_answer else None)
     for (i, j), row in zip(order, rows):
         out[i][j] = Completion(tokenizer.decode(row.ids, skip_special_tokens=True), len(row.ids),
                                row.finished in ("eos", "stop"))
