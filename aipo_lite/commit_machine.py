@@ -122,6 +122,7 @@ class CommitMachine:
             table[:, :live] = delta[table[:, :live], cls[:live, j]]
         pos = {s: i for i, s in enumerate(uniq)}
         table = table[:, [pos[s] for s in seqs]]
+        self.texts = texts  # each token's own text: what a hook may read without decoding a row
         assert len(delta) < 256
         self.num_states = len(delta)
         self.table = [bytes(r.astype(np.uint8)) for r in table]  # table[state][token]: a fast int lookup
@@ -136,6 +137,22 @@ class CommitMachine:
         for t in ids:
             state = self.table[state][t]
         return state
+
+    def tail(self, ids: list[int]) -> tuple[str, int] | None:
+        """How decode(ids) ends, from the last tokens' own texts: (the last token with visible
+        text, stripped of trailing whitespace; how many newlines the text ends with). None when
+        a special token or nothing visible comes first (then decode the row to know)."""
+        newlines, counting = 0, True
+        for t in reversed(ids):
+            s = self.texts[t]
+            if not s:
+                return None
+            if counting:
+                r = s.rstrip("\n")
+                newlines, counting = newlines + len(s) - len(r), not r
+            if s.strip():
+                return s.rstrip(), newlines
+        return None
 
 
 _MACHINES: dict[int, CommitMachine] = {}

@@ -91,11 +91,15 @@ class Detector:
             return Trigger("commit", "verify", "")
         if self.every_line and (not text or text.endswith("\n")):
             return Trigger("line", "reasoning", "")
-        if self.use_entropy and text.endswith("\n") and any(
-                entropy_fires(segment_entropies[:t], self.window, self.init_tokens, self.tau_abs,
-                              self.tau_rel, h_init) for t in range(since + 1, len(segment_entropies) + 1)):
+        if text.endswith("\n") and self.entropy_due(segment_entropies, h_init, since):
             return Trigger("entropy", route(text, "entropy"), "")
         return None
+
+    def entropy_due(self, segment_entropies: list[float], h_init: float | None, since: int = 0) -> bool:
+        """Whether the entropy trigger fires in a window ending after the first `since` tokens."""
+        return self.use_entropy and any(
+            entropy_fires(segment_entropies[:t], self.window, self.init_tokens, self.tau_abs, self.tau_rel, h_init)
+            for t in range(since + 1, len(segment_entropies) + 1))
 
 
 def _ends_with_commit(text: str) -> bool:

@@ -120,6 +120,7 @@ class _Assist:
         self.open = [] if self.inline else tokenizer.encode("<feedback>", add_special_tokens=False)
         self.close = [] if self.inline else tokenizer.encode("</feedback>\n", add_special_tokens=False)
         self.newline = tokenizer.encode("\n", add_special_tokens=False)
+        self.machine = commit_machine(tokenizer)
 
     def _text(self, row: Row) -> str:
         """The row's text, decoded incrementally: only the tokens since the last call (the
@@ -131,20 +132,49 @@ class _Assist:
         st["n_dec"] = len(row.ids)
         return st["text"]
 
+    def _needs_text(self, row: Row, seg: list[float]) -> bool:
+        """Whether a consult or the stop could happen at this call, decided from token ids and
+        entropies alone (the commit machine since the last feedback, the last tokens' own texts,
+        the entropy window); only then is the row's text decoded. Exact: in every other case
+        the text-based logic of __call__ would do nothing but the bookkeeping done here."""
+        st, m = row.state, self.machine
+        st["commit"] = m.run(row.ids[st["n_commit"]:], st["commit"])
+        st["n_commit"] = len(row.ids)
+        tail = m.tail(row.ids)
+        if tail is None or st.get("at_eos") or st["text_after"] is None:
+            return True
+        last, newlines = tail
+        if last.endswith(">"):
+            return True  # perhaps a closed consult tag
+        if newlines == 0:
+            return False  # no trigger and no stop fires before the line ends
+        if newlines > 1 or m.accepts(st["commit"]):
+            return True  # a committed answer since the last feedback (or perhaps one line up)
+        if len(st["consults"]) >= self.budget:
+            return False
+        if self.detector.every_line or self.detector.entropy_due(seg, st["h_init"], st["checked"]):
+            return True
+        st["checked"] = len(seg)  # windows ending in this line were looked at
+        return False
+
     def __call__(self, row: Row) -> None:
         st = row.state
         if not st["assisted"]:  # plain rows end at a commit by the engine's commit machine
+            return
+        seg = [e for e, p in zip(row.entropies[st["seg_start"]:], row.prov[st["seg_start"]:])
+               if p == Prov.POLICY]
+        if (len(st["consults"]) < self.budget and st["h_init"] is None
+                and len(seg) >= self.detector.init_tokens):
+            st["h_init"] = sum(seg[:self.detector.init_tokens]) / self.detector.init_tokens
+        if not self._needs_text(row, seg):
             return
         text = self._text(row)
         if st.get("at_eos"):  # the policy ended its reply: that is a commit too
             text += "\n"
         if st.get("text_after") is None:  # first call after a feedback block was fed in
             st["text_after"] = len(text)
-        seg = [e for e, p in zip(row.entropies[st["seg_start"]:], row.prov[st["seg_start"]:])
-               if p == Prov.POLICY]
+            st["commit"], st["n_commit"] = 0, len(row.ids)  # the machine restarts after it
         if len(st["consults"]) < self.budget:
-            if st["h_init"] is None and len(seg) >= self.detector.init_tokens:
-                st["h_init"] = sum(seg[:self.detector.init_tokens]) / self.detector.init_tokens
             trig = self.detector.check(text, seg, st["h_init"], since=st["checked"])
             if text.endswith("\n"):
                 st["checked"] = len(seg)  # windows ending in this line were looked at
@@ -233,7 +263,7 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
 
 def _row_state(task: Task, assisted: bool, detector: Detector) -> dict:
     return {"assisted": assisted, "task": task, "consults": [], "seg_start": 0, "h_init": None,
-            "text_after": 0, "text": "", "n_dec": 0, "checked": 0,
+            "text_after": 0, "text": "", "n_dec": 0, "checked": 0, "commit": 0, "n_commit": 0,
             "intercept_eos": assisted and detector.verify_before_commit}
 
 

@@ -70,6 +70,7 @@ def test_machine_matches_the_regex_on_random_token_streams(tok):
         assert first_commit_machine(m, ids) == first_commit_regex(tok, ids), repr(tok.decode(ids))
 
 
+@pytest.mark.slow
 def test_decode_loop_ends_each_row_at_its_first_committed_answer(real_policy):
     """engine.run(stop=machine) on the real policy: a row that stopped holds its first committed
     answer in its last token and none before it; every other row holds none. Sampled and forced
@@ -91,3 +92,34 @@ def test_decode_loop_ends_each_row_at_its_first_committed_answer(real_policy):
         assert COMMITTED.search(before) is None, text
     assert [tok.decode(r.ids) for r in rows[:2]] == ["6 + 3 = 9.\nAnswer: 9\n"] * 2
     assert sum(r.finished == "stop" for r in rows) >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form, every_line", [("tagged", False), ("inline", False), ("inline", True)])
+def test_assisted_rows_decode_only_where_needed_with_the_same_rollouts(real_policy, monkeypatch, form, every_line):
+    """rollout._Assist decodes a row's text only where a consult or the stop could happen
+    (decided from token ids and entropies); forcing a decode at every call gives the same
+    rollouts, consults and stops, with every trigger on (entropy, verify-before-commit, tags)."""
+    from aipo_lite import rollout
+    from aipo_lite.detector import Detector
+    from aipo_lite.tasks import load_tasks
+    tasks = load_tasks("synth", "test", tiers=["add3", "units", "recall"], limit_per_tier=3)
+    agents = rollout.agents_from_config(__import__("aipo_lite.config", fromlist=["Config"]).Config())
+    det = Detector(tau_abs=1.0, tau_rel=0.3, every_line=every_line)
+
+    def run():
+        groups, _ = rollout.rollout_group(real_policy, tasks, agents, det, g_ind=1, g_asst=3, consult_budget=2,
+                                          max_new_tokens=40, generator=7, guidance_form=form)
+        return [(r.ids, r.prov, r.finished, [(c.at, c.trigger, c.agent, c.reply) for c in r.consults])
+                for g in groups for r in g]
+
+    decodes = []
+    text = rollout._Assist._text
+    monkeypatch.setattr(rollout._Assist, "_text", lambda self, row: decodes.append(1) or text(self, row))
+    gated, n_gated = run(), len(decodes)
+    monkeypatch.setattr(rollout._Assist, "_needs_text", lambda self, row, seg: True)
+    decodes.clear()
+    assert run() == gated
+    assert any(c for *_, c in gated)  # consults happened
+    assert n_gated < len(decodes)
+    print(f"decodes {n_gated} gated vs {len(decodes)} at every call")
