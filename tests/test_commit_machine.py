@@ -71,10 +71,12 @@ def test_machine_matches_the_regex_on_random_token_streams(tok):
 
 
 @pytest.mark.slow
-def test_decode_loop_ends_each_row_at_its_first_committed_answer(real_policy):
+@pytest.mark.parametrize("static", [False, True], ids=["eager", "static"])
+def test_decode_loop_ends_each_row_at_its_first_committed_answer(real_policy, static):
     """engine.run(stop=machine) on the real policy: a row that stopped holds its first committed
     answer in its last token and none before it; every other row holds none. Sampled and forced
-    tokens both count (two rows are fed a committed answer, then more text)."""
+    tokens both count (two rows are fed a committed answer, then more text). Both decode paths
+    (static: finished rows keep their slot, the CUDA path)."""
     from aipo_lite import engine
     from aipo_lite.prompts import agent_free_prompt
     from aipo_lite.tasks import load_tasks
@@ -85,7 +87,7 @@ def test_decode_loop_ends_each_row_at_its_first_committed_answer(real_policy):
     forced = tok.encode("6 + 3 = 9.\nAnswer: 9\nAnd more.", add_special_tokens=False)
     for r in rows[:2]:
         r.forced = [(t, engine.Prov.TEMPLATE) for t in forced]
-    engine.run(real_policy.model, tok, rows, generator=0, stop=commit_machine(tok))
+    engine.run(real_policy.model, tok, rows, generator=0, stop=commit_machine(tok), static_step=static)
     for r in rows:
         text, before = (tok.decode(x, skip_special_tokens=True) for x in (r.ids, r.ids[:-1]))
         assert (COMMITTED.search(text) is not None) == (r.finished == "stop"), (r.finished, text)
