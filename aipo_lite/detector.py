@@ -15,7 +15,7 @@ rollout, so a detector-triggered consult always lands at a line boundary, never 
 - `line` (off by default, `every_line`): before the first token and at every line end,
   routed to the Reasoning agent: with the budget to match, the rollout is guided through
   every step of the reference solution (budget 1: its first step, before the policy writes);
-  the rollout (rollout._Assist) lets the policy write a line of its own after each hint.
+  the rollout (assist.Assist) lets the policy write a line of its own after each hint.
 A detector-triggered consult is routed by `route`: commit -> verify; no progress yet (no
 equation written since the start) -> knowledge; else -> reasoning.
 """

@@ -9,23 +9,25 @@ the policy; the routed agent's reply is queued as forced tokens and sampling res
 - `inline`: the agent-free prompt; the reply is written as the policy's own next line
   (`reply\n`, AGENT tokens, no tags; a leading "Next:", "Fact:" or "Check:" label dropped),
   so the policy reads it as its own reasoning. Every token keeps its provenance, sampling log-prob and entropy;
-each consult records where it happened, why, which agent answered, and what it said.
+each consult records where it happened, why, which agent answered, and what it said (the
+hook of assisted rows: assist.py). Independent rows end at their first committed answer by the
+decode loop's commit machine (commit_machine.py).
 """
 
 from __future__ import annotations
 
-import re
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from . import engine
-from .agents import ROLES, Guarded, Request, make_agent
+from .agents import ROLES, Guarded, make_agent
+from .assist import Assist, Consult, inline_line  # noqa: F401 (Consult, inline_line: re-exported)
 from .commit_machine import commit_machine
 from .detector import Detector
 from .engine import Prov, Row
 from .prompts import SYSTEM, agent_free_prompt, render
-from .rewards import COMMITTED, extract_answer, score
+from .rewards import score
 from .tasks import Task
 
 GUIDANCE_FORMS = ("tagged", "inline")
@@ -58,16 +60,6 @@ def assisted_prompt(tokenizer, question: str, style: str = "one_shot") -> str:
 # Forced tokens one consult may add (<feedback>, a rule agent's one-line reply, </feedback>):
 # sizes the static decode batch on CUDA (engine.run's extra_room) so it rarely has to grow.
 FEEDBACK_ROOM = 40
-
-
-@dataclass
-class Consult:
-    at: int            # index in the generated tokens where the feedback starts
-    trigger: str       # tag | entropy | commit
-    agent: str
-    query: str
-    reply: str | None
-    status: str        # ok | fallback | failed | passed (verify let a correct answer through)
 
 
 @dataclass
@@ -110,108 +102,6 @@ def detector_from_config(cfg) -> Detector:
                     every_line=cfg.detector_every_line)
 
 
-class _Assist:
-    """The on_token hook of assisted rows: detect, consult, queue feedback."""
-
-    def __init__(self, tokenizer, detector: Detector, agents: dict[str, Guarded], budget: int,
-                 form: str = "tagged"):
-        self.tok, self.detector, self.agents, self.budget = tokenizer, detector, agents, budget
-        self.inline = form == "inline"
-        self.open = [] if self.inline else tokenizer.encode("<feedback>", add_special_tokens=False)
-        self.close = [] if self.inline else tokenizer.encode("</feedback>\n", add_special_tokens=False)
-        self.newline = tokenizer.encode("\n", add_special_tokens=False)
-        self.machine = commit_machine(tokenizer)
-
-    def _text(self, row: Row) -> str:
-        """The row's text, decoded incrementally: only the tokens since the last call (the
-        engine calls the hook at line ends and closing tags, where a character is complete; a
-        piece that still splits one falls back to decoding the whole row)."""
-        st = row.state
-        piece = self.tok.decode(row.ids[st["n_dec"]:], skip_special_tokens=True)
-        st["text"] = st["text"] + piece if "\ufffd" not in piece else self.tok.decode(row.ids, skip_special_tokens=True)
-        st["n_dec"] = len(row.ids)
-        return st["text"]
-
-    def _needs_text(self, row: Row, seg: list[float]) -> bool:
-        """Whether a consult or the stop could happen at this call, decided from token ids and
-        entropies alone (the commit machine since the last feedback, the last tokens' own texts,
-        the entropy window); only then is the row's text decoded. Exact: in every other case
-        the text-based logic of __call__ would do nothing but the bookkeeping done here."""
-        st, m = row.state, self.machine
-        st["commit"] = m.run(row.ids[st["n_commit"]:], st["commit"])
-        st["n_commit"] = len(row.ids)
-        tail = m.tail(row.ids)
-        if tail is None or st.get("at_eos") or st["text_after"] is None:
-            return True
-        last, newlines = tail
-        if last.endswith(">"):
-            return True  # perhaps a closed consult tag
-        if newlines == 0:
-            return False  # no trigger and no stop fires before the line ends
-        if newlines > 1 or m.accepts(st["commit"]):
-            return True  # a committed answer since the last feedback (or perhaps one line up)
-        if len(st["consults"]) >= self.budget:
-            return False
-        if self.detector.every_line or self.detector.entropy_due(seg, st["h_init"], st["checked"]):
-            return True
-        st["checked"] = len(seg)  # windows ending in this line were looked at
-        return False
-
-    def __call__(self, row: Row) -> None:
-        st = row.state
-        if not st["assisted"]:  # plain rows end at a commit by the engine's commit machine
-            return
-        seg = [e for e, p in zip(row.entropies[st["seg_start"]:], row.prov[st["seg_start"]:])
-               if p == Prov.POLICY]
-        if (len(st["consults"]) < self.budget and st["h_init"] is None
-                and len(seg) >= self.detector.init_tokens):
-            st["h_init"] = sum(seg[:self.detector.init_tokens]) / self.detector.init_tokens
-        if not self._needs_text(row, seg):
-            return
-        text = self._text(row)
-        if st.get("at_eos"):  # the policy ended its reply: that is a commit too
-            text += "\n"
-        if st.get("text_after") is None:  # first call after a feedback block was fed in
-            st["text_after"] = len(text)
-            st["commit"], st["n_commit"] = 0, len(row.ids)  # the machine restarts after it
-        if len(st["consults"]) < self.budget:
-            trig = self.detector.check(text, seg, st["h_init"], since=st["checked"])
-            if text.endswith("\n"):
-                st["checked"] = len(seg)  # windows ending in this line were looked at
-            if trig and trig.kind == "line" and text and not text[st["text_after"]:].strip():
-                trig = None  # line guidance alternates: the policy writes a line after each hint
-            if trig and trig.agent in self.agents:  # an absent agent = that role switched off
-                req = Request(st["task"], partial=text, query=trig.query, trigger=trig.kind,
-                              proposed=extract_answer(text) if trig.kind == "commit" else None)
-                reply, status = self.agents[trig.agent].respond(req)
-                if reply and self.inline:
-                    reply = inline_line(reply)  # the consult records the line as written
-                if reply is None and trig.kind == "commit" and status == "ok":
-                    row.finished = "stop"  # verified: the answer stands, no feedback
-                    st["consults"].append(Consult(len(row.ids), trig.kind, trig.agent, "", None, "passed"))
-                    return
-                st["consults"].append(Consult(len(row.ids), trig.kind, trig.agent, trig.query, reply, status))
-                if reply:
-                    body = self.tok.encode(reply + "\n" if self.inline else reply, add_special_tokens=False)
-                    newline = self.newline if st.get("at_eos") else []
-                    row.forced += ([(t, Prov.TEMPLATE) for t in newline + self.open] + [(t, Prov.AGENT) for t in body]
-                                   + [(t, Prov.TEMPLATE) for t in self.close])
-                    st["seg_start"] = len(row.ids) + len(row.forced)
-                    st["checked"] = 0
-                    st["text_after"] = None
-                    return
-        if COMMITTED.search(text[st["text_after"]:]) and text.endswith("\n"):
-            row.finished = "stop"
-
-
-_LABEL = re.compile(r"^\s*(Next|Fact|Check):\s*")
-
-
-def inline_line(reply: str) -> str:
-    """An agent's reply as a line of the policy's own text: its label dropped, one line."""
-    return " ".join(_LABEL.sub("", reply).split())
-
-
 def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detector: Detector,
                   g_ind: int, g_asst: int, consult_budget: int = 2, temperature: float = 1.0,
                   top_p: float = 1.0, max_new_tokens: int = 64, prompt_style: str = "one_shot",
@@ -230,7 +120,7 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
     if guidance_form not in GUIDANCE_FORMS:
         raise ValueError(f"guidance_form={guidance_form!r} is not valid; choose one of {list(GUIDANCE_FORMS)}")
     tok = policy.tokenizer
-    hook = _Assist(tok, detector, agents, consult_budget, guidance_form)
+    hook = Assist(tok, detector, agents, consult_budget, guidance_form)
     rows, meta = [], []
     for task in tasks:
         plain = tok.encode(agent_free_prompt(tok, task.question, prompt_style, task.kind), add_special_tokens=False)

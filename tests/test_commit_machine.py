@@ -99,10 +99,10 @@ def test_decode_loop_ends_each_row_at_its_first_committed_answer(real_policy, st
 @pytest.mark.slow
 @pytest.mark.parametrize("form, every_line", [("tagged", False), ("inline", False), ("inline", True)])
 def test_assisted_rows_decode_only_where_needed_with_the_same_rollouts(real_policy, monkeypatch, form, every_line):
-    """rollout._Assist decodes a row's text only where a consult or the stop could happen
+    """assist.Assist decodes a row's text only where a consult or the stop could happen
     (decided from token ids and entropies); forcing a decode at every call gives the same
     rollouts, consults and stops, with every trigger on (entropy, verify-before-commit, tags)."""
-    from aipo_lite import rollout
+    from aipo_lite import assist, rollout
     from aipo_lite.detector import Detector
     from aipo_lite.tasks import load_tasks
     tasks = load_tasks("synth", "test", tiers=["add3", "units", "recall"], limit_per_tier=3)
@@ -116,10 +116,10 @@ def test_assisted_rows_decode_only_where_needed_with_the_same_rollouts(real_poli
                 for g in groups for r in g]
 
     decodes = []
-    text = rollout._Assist._text
-    monkeypatch.setattr(rollout._Assist, "_text", lambda self, row: decodes.append(1) or text(self, row))
+    text = assist.Assist._text
+    monkeypatch.setattr(assist.Assist, "_text", lambda self, row: decodes.append(1) or text(self, row))
     gated, n_gated = run(), len(decodes)
-    monkeypatch.setattr(rollout._Assist, "_needs_text", lambda self, row, seg: True)
+    monkeypatch.setattr(assist.Assist, "_needs_text", lambda self, row, seg: True)
     decodes.clear()
     assert run() == gated
     assert any(c for *_, c in gated)  # consults happened
