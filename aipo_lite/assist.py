@@ -25,7 +25,7 @@ from .rewards import COMMITTED, extract_answer
 @dataclass
 class Consult:
     at: int            # index in the generated tokens where the feedback starts
-    trigger: str       # tag | entropy | commit
+    trigger: str       # tag | entropy | commit | line
     agent: str
     query: str
     reply: str | None
