@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/recall_grid.py --seeds 0 1 2 --steps 40 [--arms grpo aipo aipo_fade ...]
     .venv/bin/python benchmarks/recall_grid.py --tiers expr3 units --problems 24 --root runs/hard_grid \
-        --overrides '{"rollout_max_new_tokens": 48, "eval_max_new_tokens": 48}' --arms grpo aipo sft
+        --overrides '{"rollout_max_new_tokens": 48, "eval_max_new_tokens": 48, "consult_budget": 2}' --arms grpo aipo
 
 Trains every arm x seed on the `recall` tier (invented facts the base model cannot know, see
 data/make_data.py), at equal budget: 4 problems per step, 4 rollouts per problem (grpo: all
