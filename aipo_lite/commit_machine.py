@@ -124,18 +124,20 @@ class CommitMachine:
         table = table[:, [pos[s] for s in seqs]]
         self.texts = texts  # each token's own text: what a hook may read without decoding a row
         assert len(delta) < 256
-        self.num_states = len(delta)
+        self.num_states, self.size = len(delta), n
         self.table = [bytes(r.astype(np.uint8)) for r in table]  # table[state][token]: a fast int lookup
 
     def step(self, state: int, token: int) -> int:
-        return self.table[state][token]
+        """The state after `token`; an id past the tokenizer (a model may pad its vocabulary)
+        decodes to nothing and leaves the state as it is."""
+        return self.table[state][token] if token < self.size else state
 
     def accepts(self, state: int) -> bool:
         return state == self.accept
 
     def run(self, ids: list[int], state: int = 0) -> int:
         for t in ids:
-            state = self.table[state][t]
+            state = self.step(state, t)
         return state
 
     def tail(self, ids: list[int]) -> tuple[str, int] | None:
@@ -144,7 +146,7 @@ class CommitMachine:
         a special token or nothing visible comes first (then decode the row to know)."""
         newlines, counting = 0, True
         for t in reversed(ids):
-            s = self.texts[t]
+            s = self.texts[t] if t < self.size else ""
             if not s:
                 return None
             if counting:

@@ -141,7 +141,7 @@ def _advance(r: Row, b: int, host: list, logp: torch.Tensor, on_token, watch: se
         else:
             hook = on_token is not None and (t in watch or r.state.get("every_token"))
     if stop is not None and r.commit >= 0 and not r.finished:
-        r.commit = stop.table[r.commit][t]
+        r.commit = stop.step(r.commit, t)
         if r.commit == stop.accept:  # its first committed answer is complete
             r.finished, hook = "stop", False
     if hook and defer is not None:

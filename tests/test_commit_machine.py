@@ -60,6 +60,15 @@ def test_machine_stops_where_the_regex_first_matches(tok, text):
     assert first_commit_machine(commit_machine(tok), ids) == first_commit_regex(tok, ids)
 
 
+def test_ids_past_the_tokenizer_leave_the_state_alone(tok):
+    """A model may pad its vocabulary past the tokenizer's; such an id decodes to nothing."""
+    m = commit_machine(tok)
+    ids = tok.encode("Answer: 5", add_special_tokens=False)
+    state = m.run(ids)
+    assert m.step(state, len(tok) + 7) == state and m.tail(ids + [len(tok) + 7]) is None
+    assert m.accepts(m.run([len(tok) + 7], m.run(ids + tok.encode("\n", add_special_tokens=False))))
+
+
 def test_machine_matches_the_regex_on_random_token_streams(tok):
     pieces = ["Answer", "answer", " answer", " Ans", "wer", ":", " =", " 5", "12", "\n", ".\n", " ", "**",
               "\\boxed", "{", "}", " x", "abc", "box", "ed", "{1", "2}", "\n\n", "é", "ſ", "ANSWER"]
