@@ -1,10 +1,14 @@
 """Plain sampling throughput: the kit's decode engine against transformers' generate(), same batch.
 
     .venv/bin/python benchmarks/engine.py --batch-size 64
+    .venv/bin/python benchmarks/engine.py --batch-size 64 --samples 256
     .venv/bin/python benchmarks/engine.py --batch-size 512 --device cuda --dtype bfloat16
 
 Both sample `--batch-size` completions (one per prompt: agent-free prompts of synth test problems,
 all tiers in turn) at T = 1, up to `--max-new-tokens` each, in ONE batch, after one warm-up call.
+With `--samples M` (more than a batch, as in an evaluation: problems x n), both make M completions
+at the same batch size: generate() in consecutive batches, the kit in one decode loop whose
+finished slots are refilled (continuous batching).
 Counted: real tokens, i.e. each completion's tokens up to and including its EOS (generate() also
 emits padding after a row's EOS until the longest row ends; those are not counted). The kit runs
 without its stop-after-answer rule here (`sampling.sample(..., stop_after_answer=False)`), so
@@ -30,12 +34,16 @@ ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16
 ap.add_argument("--max-new-tokens", type=int, default=64)
 ap.add_argument("--cache", default="dynamic", choices=["dynamic", "static"], help="generate()'s KV cache")
 ap.add_argument("--seed", type=int, default=0)
+ap.add_argument("--samples", type=int, default=0,
+                help="completions in all (default: --batch-size, one batch); more: generate() runs them in "
+                     "batches of --batch-size, the kit keeps --batch-size slots and refills finished ones")
 args = ap.parse_args()
+samples = args.samples or args.batch_size
 
 policy = load_policy(Config(lora_r=0, device=args.device, dtype=args.dtype))
 tok, model, dev = policy.tokenizer, policy.model, policy.device
 tasks = load_tasks("synth", "test")
-prompts = [agent_free_prompt(tok, tasks[i * 7 % len(tasks)].question) for i in range(args.batch_size)]
+prompts = [agent_free_prompt(tok, tasks[i * 7 % len(tasks)].question) for i in range(samples)]
 eos = tok.eos_token_id
 
 
@@ -48,12 +56,21 @@ def run_kit(ps):
     sync()
     t0 = time.perf_counter()
     outs, stats = sample(model, tok, ps, n=1, temperature=1.0, max_new_tokens=args.max_new_tokens,
-                         batch_size=len(ps), seed=args.seed, progress=False, stop_after_answer=False)
+                         batch_size=min(len(ps), args.batch_size), seed=args.seed, progress=False,
+                         stop_after_answer=False)
     sync()
     return stats.generated_tokens, time.perf_counter() - t0
 
 
 def run_generate(ps):
+    real = sec = 0
+    for i in range(0, len(ps), args.batch_size):
+        r, t = generate_batch(ps[i:i + args.batch_size])
+        real, sec = real + r, sec + t
+    return real, sec
+
+
+def generate_batch(ps):
     enc = tok(ps, return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
     torch.manual_seed(args.seed)
     sync()
@@ -69,7 +86,7 @@ def run_generate(ps):
     return real, sec
 
 
-print(f"device {dev}, dtype {next(model.parameters()).dtype}, batch {args.batch_size}, "
+print(f"device {dev}, dtype {next(model.parameters()).dtype}, batch {args.batch_size}, samples {samples}, "
       f"max_new_tokens {args.max_new_tokens}, threads {torch.get_num_threads()}")
 run_kit(prompts[:4]), run_generate(prompts[:4])  # warm-up
 kit_tokens, kit_s = run_kit(prompts)
