@@ -49,9 +49,7 @@ if not args.table_only:
     grid.train_grid(base, args.arms, args.seeds, args.root, log=lambda s: print(s, flush=True))
 if args.train_only:
     raise SystemExit
-tests = load_tasks("synth", "test", tiers=heldout)
-if args.problems:
-    tests = [t for tier in heldout for t in [t for t in tests if t.kind == tier][:args.problems]]
+tests = load_tasks("synth", "test", tiers=heldout, limit_per_tier=args.problems)
 results = grid.collect(base, args.arms, args.seeds, args.root, tests, args.n)
 print(f"\nagent-free pass@1 and pass@{args.n} on every test problem after {args.steps} steps")
 print(grid.markdown(grid.table(results, heldout, [1, args.n]), [1, args.n]))
