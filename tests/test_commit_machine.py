@@ -80,15 +80,17 @@ def test_machine_matches_the_regex_on_random_token_streams(tok):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("static", [False, True], ids=["eager", "static"])
-def test_decode_loop_ends_each_row_at_its_first_committed_answer(real_policy, static):
+def test_decode_loop_ends_each_row_at_its_first_committed_answer(real_policies, static, dtype):
     """engine.run(stop=machine) on the real policy: a row that stopped holds its first committed
     answer in its last token and none before it; every other row holds none. Sampled and forced
     tokens both count (two rows are fed a committed answer, then more text). Both decode paths
-    (static: finished rows keep their slot, the CUDA path)."""
+    (static: finished rows keep their slot, the CUDA path), both precisions."""
     from aipo_lite import engine
     from aipo_lite.prompts import agent_free_prompt
     from aipo_lite.tasks import load_tasks
+    real_policy = real_policies(dtype)
     tok = real_policy.tokenizer
     tasks = load_tasks("synth", "test", tiers=["add3", "recall"], limit_per_tier=4)
     rows = [engine.Row(tok.encode(agent_free_prompt(tok, t.question, "one_shot", t.kind), add_special_tokens=False), 48)
@@ -106,11 +108,14 @@ def test_decode_loop_ends_each_row_at_its_first_committed_answer(real_policy, st
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("form, every_line", [("tagged", False), ("inline", False), ("inline", True)])
-def test_assisted_rows_decode_only_where_needed_with_the_same_rollouts(real_policy, monkeypatch, form, every_line):
+@pytest.mark.parametrize("form, every_line, dtype", [("tagged", False, "bfloat16"), ("inline", False, "float32"),
+                                                     ("inline", True, "bfloat16")])
+def test_assisted_rows_decode_only_where_needed_with_the_same_rollouts(real_policies, monkeypatch, form, every_line,
+                                                                       dtype):
     """assist.Assist decodes a row's text only where a consult or the stop could happen
     (decided from token ids and entropies); forcing a decode at every call gives the same
-    rollouts, consults and stops, with every trigger on (entropy, verify-before-commit, tags)."""
+    rollouts, consults and stops, with every trigger on (entropy, verify-before-commit, tags),
+    in both precisions."""
     from aipo_lite import assist, rollout
     from aipo_lite.detector import Detector
     from aipo_lite.tasks import load_tasks
@@ -119,7 +124,7 @@ def test_assisted_rows_decode_only_where_needed_with_the_same_rollouts(real_poli
     det = Detector(tau_abs=1.0, tau_rel=0.3, every_line=every_line)
 
     def run():
-        groups, _ = rollout.rollout_group(real_policy, tasks, agents, det, g_ind=1, g_asst=3, consult_budget=2,
+        groups, _ = rollout.rollout_group(real_policies(dtype), tasks, agents, det, g_ind=1, g_asst=3, consult_budget=2,
                                           max_new_tokens=40, generator=7, guidance_form=form)
         return [(r.ids, r.prov, r.finished, [(c.at, c.trigger, c.agent, c.reply) for c in r.consults])
                 for g in groups for r in g]
