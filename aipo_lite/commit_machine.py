@@ -124,7 +124,7 @@ class CommitMachine:
         table = table[:, [pos[s] for s in seqs]]
         self.texts = texts  # each token's own text: what a hook may read without decoding a row
         assert len(delta) < 256
-        self.num_states, self.size = len(delta), n
+        self.size = n
         self.table = [bytes(r.astype(np.uint8)) for r in table]  # table[state][token]: a fast int lookup
 
     def step(self, state: int, token: int) -> int:

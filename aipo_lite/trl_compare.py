@@ -33,13 +33,15 @@ def make_tiny_model(path: str | Path, seed: int = 0) -> str:
 
 
 @torch.no_grad()
-def random_adapter(model, scale: float = 0.1, seed: int = 1) -> None:
+def random_adapter(model, scale: float = 0.1, seed: int = 1, a_fan_in: bool = False) -> None:
     """Every LoRA weight := scale * N(0, 1), seeded: a non-zero adapter (peft starts B at 0), so
-    both LoRA matrices get gradients and every process or dtype starts from the same one."""
+    both LoRA matrices get gradients and every process or dtype starts from the same one.
+    a_fan_in: LoRA A gets N(0, 1/fan_in) instead (B keeps `scale`)."""
     gen = torch.Generator().manual_seed(seed)
     for name, p in model.named_parameters():
         if "lora_" in name:
-            p.copy_(torch.randn(p.shape, generator=gen) * scale)
+            a = a_fan_in and "lora_B" not in name
+            p.copy_(torch.randn(p.shape, generator=gen) * (p.shape[1] ** -0.5 if a else scale))
 
 
 def _grads(params) -> list[torch.Tensor]:

@@ -38,12 +38,8 @@ def real_policy(real_policies):
 def fill_lora(model, b_scale: float, seed: int = 0) -> None:
     """Seeded values for every LoRA A and B (peft draws A at random), so policies loaded in
     different dtypes carry the same adapter and the merged sampler differs from the base."""
-    import torch
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * (b_scale if "lora_B" in name else p.shape[1] ** -0.5))
+    from aipo_lite.trl_compare import random_adapter
+    random_adapter(model, b_scale, seed, a_fan_in=True)
 
 
 @pytest.fixture(scope="session")
