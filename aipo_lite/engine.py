@@ -235,6 +235,9 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
                 logits = step(feed)
                 continue
             live, waiting = waiting[:size], waiting[size:]
+            # the finished batch's graph goes before the next one is captured (as in StaticStep's
+            # growth): on an H100, capturing a new graph while the old one was alive failed in cuBLAS
+            step = logits = None
             if live:
                 cache, logits, mask, next_pos = prefill(model, tokenizer, live, share_prefix, device)
                 step = StaticStep(model, cache, mask, next_pos, _room(live, extra_room), graph=True)

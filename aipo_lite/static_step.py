@@ -18,10 +18,15 @@ tokens outrun the capacity, the buffers grow by a quarter and the graph is captu
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+
+
+class CaptureFailed(RuntimeWarning):
+    """A step could not be captured as a CUDA graph; that batch ran eagerly (correct, slower)."""
 
 
 class SlotLayer(DynamicLayer):
@@ -117,8 +122,13 @@ class StaticStep:
         self.pos.copy_(pos)
         self.mask[..., self.n:self.n + 2] = self.hidden
         self.cuda_graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.cuda_graph):
-            self._step()
+        try:
+            with torch.cuda.graph(self.cuda_graph):
+                self._step()
+        except RuntimeError as e:  # recording ran nothing: the buffers are as before
+            warnings.warn(f"CUDA graph capture failed ({str(e).splitlines()[0][:200]}); this batch decodes "
+                          "eagerly on its static buffers (same arithmetic, slower)", CaptureFailed)
+            self.graph, self.cuda_graph, self.logits = False, None, None
 
     def __call__(self, feed: list[int]) -> torch.Tensor:
         if self.n == self.capacity:

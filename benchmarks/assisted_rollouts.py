@@ -14,6 +14,8 @@ import argparse
 import time
 from collections import Counter
 
+import torch
+
 from aipo_lite.config import Config
 from aipo_lite.policy import load_policy
 from aipo_lite.prompts import agent_free_prompt
@@ -41,6 +43,19 @@ tok = policy.tokenizer
 tasks = load_tasks("synth", "test", tiers=args.tiers, limit_per_tier=args.per_tier)
 agents, detector = agents_from_config(cfg), detector_from_config(cfg)
 
+
+def gpu_memory() -> str:
+    """CUDA: torch's peak allocated / reserved since the last call, and the device's memory in use
+    now (mem_get_info: also what lies outside torch's allocator: graphs, cuBLAS, the context)."""
+    if policy.device.type != "cuda":
+        return ""
+    free, total = torch.cuda.mem_get_info()
+    out = (f"gpu memory: peak allocated {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB, peak reserved "
+           f"{torch.cuda.max_memory_reserved() / 2**30:.1f} GiB, device in use {(total - free) / 2**30:.1f} GiB")
+    torch.cuda.reset_peak_memory_stats()
+    return out
+
+
 for budget in (args.budget,) if args.skip_baselines else (args.budget, 0):
     t0 = time.perf_counter()
     groups, stats = rollout_group(policy, tasks, agents, detector, g_ind=args.g, g_asst=args.g,
@@ -55,6 +70,7 @@ for budget in (args.budget,) if args.skip_baselines else (args.budget, 0):
     print("consults (trigger, agent, status):", dict(Counter(
         (c.trigger, c.agent, c.status) for g in groups for r in g for c in r.consults)))
     print("faults:", {role: dict(a.faults) for role, a in agents.items()})
+    print(gpu_memory())
 
 if not args.skip_baselines:  # plain sampling at the same batch: the throughput reference
     prompts = [agent_free_prompt(tok, t.question) for t in tasks]
@@ -62,3 +78,4 @@ if not args.skip_baselines:  # plain sampling at the same batch: the throughput 
                    batch_size=len(tasks) * 2 * args.g, seed=cfg.seed, progress=False)
     print(f"\nplain sampling, same batch ({st.batch_size}): {st.generated_tokens} tokens in "
           f"{st.seconds:.0f} s = {st.tokens_per_s:.1f} tok/s")
+    print(gpu_memory())
