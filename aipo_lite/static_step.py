@@ -13,7 +13,8 @@ shapes at fixed addresses, so this step works on buffers that never move:
 Rows never leave: a finished row's slot decodes a pad token whose output nobody reads (on a
 launch-bound GPU a dead slot costs nothing measurable; on a CPU it would, so the CPU keeps the
 eager loop, and runs this step eagerly only in tests, with the same arithmetic). When forced
-tokens outrun the capacity, the buffers grow by a quarter and the graph is captured again.
+tokens outrun the capacity, the buffers grow by a quarter and the graph is captured again. A
+capture that fails warns (CaptureFailed) and that batch steps eagerly on the same buffers.
 """
 
 from __future__ import annotations
@@ -122,10 +123,13 @@ class StaticStep:
         self.pos.copy_(pos)
         self.mask[..., self.n:self.n + 2] = self.hidden
         self.cuda_graph = torch.cuda.CUDAGraph()
+        stream = torch.cuda.current_stream()
         try:
             with torch.cuda.graph(self.cuda_graph):
                 self._step()
         except RuntimeError as e:  # recording ran nothing: the buffers are as before
+            torch.cuda.set_stream(stream)  # a failed capture_end leaves the capture stream current
+            torch.cuda.synchronize()
             warnings.warn(f"CUDA graph capture failed ({str(e).splitlines()[0][:200]}); this batch decodes "
                           "eagerly on its static buffers (same arithmetic, slower)", CaptureFailed)
             self.graph, self.cuda_graph, self.logits = False, None, None
