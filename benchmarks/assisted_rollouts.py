@@ -44,16 +44,15 @@ tasks = load_tasks("synth", "test", tiers=args.tiers, limit_per_tier=args.per_ti
 agents, detector = agents_from_config(cfg), detector_from_config(cfg)
 
 
-def gpu_memory() -> str:
-    """CUDA: torch's peak allocated / reserved since the last call, and the device's memory in use
-    now (mem_get_info: also what lies outside torch's allocator: graphs, cuBLAS, the context)."""
+def print_gpu_memory() -> None:
+    """CUDA only: torch's peak allocated / reserved since the last call, and the device's memory in
+    use now (mem_get_info: also what lies outside torch's allocator: graphs, cuBLAS, the context)."""
     if policy.device.type != "cuda":
-        return ""
+        return
     free, total = torch.cuda.mem_get_info()
-    out = (f"gpu memory: peak allocated {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB, peak reserved "
-           f"{torch.cuda.max_memory_reserved() / 2**30:.1f} GiB, device in use {(total - free) / 2**30:.1f} GiB")
+    print(f"gpu memory: peak allocated {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB, peak reserved "
+          f"{torch.cuda.max_memory_reserved() / 2**30:.1f} GiB, device in use {(total - free) / 2**30:.1f} GiB")
     torch.cuda.reset_peak_memory_stats()
-    return out
 
 
 for budget in (args.budget,) if args.skip_baselines else (args.budget, 0):
@@ -70,7 +69,7 @@ for budget in (args.budget,) if args.skip_baselines else (args.budget, 0):
     print("consults (trigger, agent, status):", dict(Counter(
         (c.trigger, c.agent, c.status) for g in groups for r in g for c in r.consults)))
     print("faults:", {role: dict(a.faults) for role, a in agents.items()})
-    print(gpu_memory())
+    print_gpu_memory()
 
 if not args.skip_baselines:  # plain sampling at the same batch: the throughput reference
     prompts = [agent_free_prompt(tok, t.question) for t in tasks]
@@ -78,4 +77,4 @@ if not args.skip_baselines:  # plain sampling at the same batch: the throughput 
                    batch_size=len(tasks) * 2 * args.g, seed=cfg.seed, progress=False)
     print(f"\nplain sampling, same batch ({st.batch_size}): {st.generated_tokens} tokens in "
           f"{st.seconds:.0f} s = {st.tokens_per_s:.1f} tok/s")
-    print(gpu_memory())
+    print_gpu_memory()
