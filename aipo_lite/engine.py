@@ -236,7 +236,7 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
                 continue
             live, waiting = waiting[:size], waiting[size:]
             # the finished batch's graph goes before the next one is captured (as in StaticStep's
-            # growth): on an H100, capturing a new graph while the old one was alive failed in cuBLAS
+            # growth); an H100 failed in cuBLAS capturing a new graph beside the old (suspected cause)
             step = logits = None
             if live:
                 cache, logits, mask, next_pos = prefill(model, tokenizer, live, share_prefix, device)
