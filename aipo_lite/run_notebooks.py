@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -23,15 +22,6 @@ from pathlib import Path
 from .config import Config, ConfigError
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-
-# glibc malloc settings for the notebook kernels (read by each kernel process at start; a value
-# already in the environment wins). By default glibc hands large freed blocks back to the OS and
-# the next decode step's logits / the next update's activations fault them in again, page by
-# page: 20.5 M minor page faults and 88 s of system time in one fp32 `make demo`. Keeping freed
-# memory in the heap (mmap only above 32 MB, trim only above 4 GB) halved the faults and the
-# system time of 3 demo training steps (README, Speed).
-KERNEL_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(4 << 30),
-                     "MALLOC_TOP_PAD_": str(256 << 20)}
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
@@ -48,8 +38,6 @@ def run(profile: str, out: Path, overrides: dict | None = None, only: list[str] 
     overrides = overrides or {}
     Config.from_profile(profile, **overrides)  # fail before executing anything
     out.mkdir(parents=True, exist_ok=True)
-    for k, v in KERNEL_MALLOC_ENV.items():  # papermill's kernels inherit this process's environment
-        os.environ.setdefault(k, v)
     summary = {"profile": profile, "overrides": overrides, "notebooks": []}
     for nb in notebooks(only):
         run_dir = out / nb.stem
