@@ -306,7 +306,7 @@ DEMO_GRID = {**Config.__dataclass_fields__["grid_overrides"].default_factory(), 
 PROFILES: dict[str, dict] = {
     "demo": dict(eval_problems_per_tier=10, eval_n=8, eval_ks=[1, 2, 4, 8], probe_problems_per_tier=6,
                  train_tiers=["add3", "expr3"], train_steps=8, prompts_per_step=4, rollout_max_new_tokens=48,
-                 train_eval_every=4, checkpoint_every=4, log_completions_every=4, boundary_problems_per_tier=6,
+                 train_eval_every=8, checkpoint_every=4, log_completions_every=4, boundary_problems_per_tier=6,
                  boundary_n=32, grid_arms=["grpo", "aipo", "aipo+arpo"], grid_eval_n=4,
                  grid_eval_problems_per_tier=6, grid_overrides=DEMO_GRID),
     # `grid`: the demo with the full method grid of the README (Config's grid_* defaults: 40 steps,

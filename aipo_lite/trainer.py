@@ -169,8 +169,13 @@ def assign_advantages(seqs: list[TrainSeq], cfg: Config) -> tuple[list[TrainSeq]
     return kept, zero / max(len(groups), 1)
 
 
-def train(cfg: Config, policy=None, progress: bool = True) -> list[dict]:
-    """Train per `cfg` (resuming from run_dir's checkpoint when cfg.resume). Returns the metrics."""
+def train(cfg: Config, policy=None, progress: bool = True, start_eval: dict | None = None) -> list[dict]:
+    """Train per `cfg` (resuming from run_dir's checkpoint when cfg.resume). Returns the metrics.
+
+    `start_eval`: the step-0 held-out evaluation when the caller already has it (the metrics of
+    another arm's step 0). At step 0 every arm's policy is the base model (LoRA B = 0), and the
+    evaluation is seeded, so arms with the same seed, held-out slice, evaluation settings and
+    model get identical step-0 evaluations; notebook 04 computes it once for both arms."""
     from tqdm.auto import tqdm
 
     from . import checkpoint
@@ -209,7 +214,8 @@ def train(cfg: Config, policy=None, progress: bool = True) -> list[dict]:
         metrics_path.unlink()
     history = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
     if state["step"] == 0 and not history:
-        history.append({"step": 0, **heldout_eval(policy, cfg, held)})
+        start = {k: v for k, v in start_eval.items() if k.startswith("eval_")} if start_eval else None
+        history.append({"step": 0, **(start or heldout_eval(policy, cfg, held))})
         _append(metrics_path, history[-1])
     bar = tqdm(range(state["step"], cfg.train_steps), initial=state["step"], total=cfg.train_steps,
                desc="train", disable=not progress)

@@ -45,7 +45,8 @@ cfg, out = Config.for_notebook(profile, run_dir, overrides)
 histories = {}
 for arm in ("grpo", "aipo"):
     print(f"=== {arm}")
-    histories[arm] = train(arm_config(cfg, arm, out))
+    # step 0 is the base model under the same seeded held-out evaluation in both arms: sampled once
+    histories[arm] = train(arm_config(cfg, arm, out), start_eval=histories["grpo"][0] if histories else None)
     gc.collect()
 if cfg.equal_wall_time:
     print("=== grpo continued to AIPO's wall time")

@@ -299,3 +299,35 @@ def test_micro_batches_keep_one_prompt_each_and_group_similar_lengths():
     assert all(len(b) <= 4 and len({tuple(s.prompt_ids) for s in b}) == 1 for b in batches)
     lengths = sorted(sorted(len(s.ids) for s in b) for b in batches)
     assert lengths == [[3, 4, 5], [9, 9], [39, 40, 41]]  # short and long rollouts apart
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_both_arms_of_notebook_04_share_one_step0_evaluation(tmp_path, monkeypatch, dtype):
+    """Notebook 04 evaluates step 0 once (train(start_eval=)): at step 0 the GRPO and the AIPO
+    arm are both the base model (LoRA B = 0, whatever A is) under the same seeded evaluation, so
+    their held-out evaluations are identical; given one, train() does not sample it again."""
+    from aipo_lite import trainer
+    from aipo_lite.evaluation import heldout_eval
+    from aipo_lite.experiments import arm_config
+    from aipo_lite.tasks import from_config
+    cfg = Config.from_profile("smoke", dtype=dtype, heldout_tiers=["add1d", "add3"], train_eval_problems_per_tier=4,
+                              train_eval_n=4, train_steps=1, train_eval_every=0, checkpoint_every=0,
+                              train_tiers=["add1d"], rollout_max_new_tokens=16, log_completions_every=0)
+    held = from_config(cfg, "test", cfg.heldout_tiers, cfg.train_eval_problems_per_tier)
+    evals = {}
+    for seed, arm in enumerate(("grpo", "aipo")):
+        acfg = arm_config(cfg, arm, tmp_path)
+        torch.manual_seed(100 + seed)  # a different LoRA A in each arm: B = 0 makes it irrelevant
+        evals[arm] = heldout_eval(load_policy(acfg), acfg, held)
+    assert evals["grpo"] == evals["aipo"]
+    assert 0 < evals["grpo"]["eval_pass1_add1d"] < 1  # a real evaluation, not a degenerate one
+    if dtype != "float32":
+        return
+    calls = []
+    real = trainer.heldout_eval
+    monkeypatch.setattr(trainer, "heldout_eval", lambda *a: calls.append(1) or real(*a))
+    hist = trainer.train(arm_config(cfg, "aipo", tmp_path), progress=False, start_eval={"step": 0, **evals["grpo"]})
+    assert hist[0] == {"step": 0, **evals["aipo"]}
+    assert len(calls) == 1 and "eval_pass1" in hist[-1]  # only the end-of-run evaluation sampled
+    assert trainer.train(arm_config(cfg, "aipo", tmp_path), progress=False)[0] == hist[0]  # resumed: as written
