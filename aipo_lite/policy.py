@@ -124,7 +124,7 @@ def cpu_prefers_bf16(cpuinfo: str | None = None) -> bool:
     Native bf16 is needed, and not enough: torch runs fp32 matmuls through MKL and bf16 ones
     through oneDNN, and which is faster depends on the vendor. Measured on 2 cores
     (`F.linear` 64 x 576 -> 1536, and one training step of the demo profile):
-    AMD EPYC with AVX512-BF16: bf16 263 GFLOP/s, fp32 89-179 (MKL's generic path on AMD); bf16
+    AMD EPYC with AVX512-BF16: bf16 263 GFLOP/s, fp32 89-179 (through MKL); bf16
     sampled 2.3x faster. Intel Xeon with AVX512-BF16 but no AMX: bf16 95-154 GFLOP/s, fp32
     156-230; bf16 sampled 0.9x and updated 2-3x slower. So on Intel, bf16 only with AMX (its
     matrix units; not measured here)."""

@@ -8,8 +8,8 @@ The configuration of ../shared/ENVIRONMENT.md's comparison: SmolLM2-135M-Instruc
 problems with the kit's agent-free one-shot prompt (the same token ids for both), 4 prompts x 8
 completions per optimizer step, T = 1, at most 48 new tokens, LoRA r 16 / alpha 32 on all linear
 layers, AdamW lr 2e-4, GRPO loss (sequence mean, then batch mean), epsilon 0.2, beta 0 (no
-reference model), the kit's strict reward, bf16 where the hardware has it (native bf16; also where the kit's 'auto' picks fp32),
-micro-batches of 16. TRL runs first, then the kit, one after the other. Each prints its median
+reference model), the kit's strict reward, bf16 where the hardware has it (native bf16, also on
+CPUs where the kit's dtype 'auto' picks fp32), micro-batches of 16. TRL runs first, then the kit, one after the other. Each prints its median
 step time over steps 3..N (the first two warm up); the last line is `ratio <TRL s / kit s>`.
 
 Not the same work, by design of each: TRL samples through the unmerged LoRA and trains every
