@@ -214,8 +214,8 @@ def train(cfg: Config, policy=None, progress: bool = True, start_eval: dict | No
         metrics_path.unlink()
     history = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
     if state["step"] == 0 and not history:
-        start = {k: v for k, v in start_eval.items() if k.startswith("eval_")} if start_eval else None
-        history.append({"step": 0, **(start or heldout_eval(policy, cfg, held))})
+        given = {k: v for k, v in (start_eval or {}).items() if k.startswith("eval_")}
+        history.append({"step": 0, **(given or heldout_eval(policy, cfg, held))})
         _append(metrics_path, history[-1])
     bar = tqdm(range(state["step"], cfg.train_steps), initial=state["step"], total=cfg.train_steps,
                desc="train", disable=not progress)
