@@ -7,11 +7,12 @@
 # PARTS: tests, sample, assisted, trl (their default limits let a machine lent in calls of at most
 # 10 min run them in two calls: `tests sample assisted` (<= 9 min), then `trl`).
 # 1. the engine tests on CUDA (static decode on fixed slots, CUDA graphs, continuous batching);
-# 2. plain sampling vs generate() at batch 512 and 64 (benchmarks/engine.py);
+# 2. plain sampling vs generate() at batch 512 and 64 (benchmarks/engine.py), and the decode
+#    loop's own host cost at batch 512 on this box's CPU (benchmarks/host_overhead.py);
 # 3. assisted vs plain rollouts, with nvidia-smi's memory in use sampled every second beside it
 #    (the unexplained ~60 GB transient of README "On one H100");
 # 4. one GRPO step vs TRL's GRPOTrainer (benchmarks/vs_trl.py; skipped without trl).
-# Each part has its own time limit (seconds: ENGINE_S, BENCH_S, ASSIST_S, TRL_S) and its own
+# Each part has its own time limit (seconds: ENGINE_S, BENCH_S, HOST_S, ASSIST_S, TRL_S) and its own
 # log in LOG_DIR; a failing part does not stop the next. The summary at the end repeats each
 # benchmark's last line (its ratio) and each part's exit status.
 # PY picks the interpreter (default: .venv/bin/python if present, else python3).
@@ -47,6 +48,7 @@ fi
 if want sample; then
   part sample_b512 "${BENCH_S:-90}" $PY benchmarks/engine.py --batch-size 512 --device cuda
   part sample_b64 "${BENCH_S:-90}" $PY benchmarks/engine.py --batch-size 64 --device cuda
+  part host_b512 "${HOST_S:-30}" $PY benchmarks/host_overhead.py --batch-size 512
 fi
 if want assisted; then
   if command -v nvidia-smi > /dev/null; then
