@@ -207,14 +207,27 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
 
     while live:
         tok, logp, ent = _sample(logits, temperature, top_p, generator)
-        head = torch.tensor([r.forced[0][0] if r.forced else 0 for r in live], device=device)
-        # one device -> host copy per step (not one per row): the sampled ids, their log-probs,
-        # the log-probs of the rows' queued forced tokens, and the entropies
-        host = torch.stack([tok.double(), logp.gather(1, tok[:, None])[:, 0].double(),
-                            logp.gather(1, head[:, None])[:, 0].double(), ent.double()]).tolist()
+        ahead = None  # the next step's logits when it was launched before this one was read
+        if step is not None and on_token is None and not any(r.forced for r in live):
+            # no hook can queue a token, so every slot's next feed is its sampled id: launch the
+            # next step first, then read this one while the device runs it (dead slots decode
+            # their own unread samples instead of pads); the same numbers as reading first
+            sampled = logp.gather(1, tok[:, None])[:, 0].double()
+            pending, ready = _to_host(torch.stack([tok.double(), sampled, sampled, ent.double()]))
+            logits = None  # the last graph output: if the step grows, its old pool can go
+            ahead = step(tok)
+            if ready is not None:
+                ready.synchronize()  # the copy only, not the step launched after it
+            host = pending.tolist()
+        else:
+            head = torch.tensor([r.forced[0][0] if r.forced else 0 for r in live], device=device)
+            # one device -> host copy per step (not one per row): the sampled ids, their log-probs,
+            # the log-probs of the rows' queued forced tokens, and the entropies
+            host = torch.stack([tok.double(), logp.gather(1, tok[:, None])[:, 0].double(),
+                                logp.gather(1, head[:, None])[:, 0].double(), ent.double()]).tolist()
         feed, ended, due = [], [], ([] if hook_pool is not None else None)
         for b, r in enumerate(live):
-            if r.finished:  # a dead slot of the static step: it decodes a pad nobody reads
+            if r.finished:  # a dead slot of the static step: it decodes a token nobody reads
                 feed.append(tokenizer.pad_token_id)
                 continue
             feed.append(_advance(r, b, host, logp, on_token, watch, eos, stats, due, stop))
@@ -231,13 +244,15 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
             on_finish(r)
         if step is not None:  # fixed slots: a batch runs until all its rows are done
             if any(not r.finished for r in live):
-                logits = None  # the last graph output: if the step grows, its old pool can go
-                logits = step(feed)
+                if ahead is None:
+                    logits = None  # the last graph output: if the step grows, its old pool can go
+                    ahead = step(feed)
+                logits = ahead
                 continue
             live, waiting = waiting[:size], waiting[size:]
             # the finished batch's graph goes before the next one is captured (as in StaticStep's
             # growth); an H100 failed in cuBLAS capturing a new graph beside the old (suspected cause)
-            step = logits = None
+            step = logits = ahead = None
             if live:
                 cache, logits, mask, next_pos = prefill(model, tokenizer, live, share_prefix, device)
                 step = StaticStep(model, cache, mask, next_pos, _room(live, extra_room), graph=True)
@@ -270,6 +285,17 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
                 cache, logits, mask, next_pos = c, l, m, p
             live += new
     return stats
+
+
+def _to_host(t: torch.Tensor):
+    """(host copy of t, CUDA event marking its arrival or None). On CUDA the copy is
+    asynchronous (pinned memory): wait for the event, not for the whole device."""
+    if t.device.type != "cuda":
+        return t, None
+    out = t.to("cpu", non_blocking=True)
+    ready = torch.cuda.Event()
+    ready.record()
+    return out, ready
 
 
 _LINE_ENDERS: dict[int, torch.Tensor] = {}

@@ -134,10 +134,12 @@ class StaticStep:
                           "eagerly on its static buffers (same arithmetic, slower)", CaptureFailed)
             self.graph, self.cuda_graph, self.logits = False, None, None
 
-    def __call__(self, feed: list[int]) -> torch.Tensor:
+    def __call__(self, feed: "list[int] | torch.Tensor") -> torch.Tensor:
+        """One step; feed: the slots' token ids, a list or a tensor on the device (no host trip)."""
         if self.n == self.capacity:
             self._grow()
-        self.ids.copy_(torch.tensor(feed, dtype=torch.long)[:, None], non_blocking=True)
+        ids = feed if isinstance(feed, torch.Tensor) else torch.tensor(feed, dtype=torch.long)
+        self.ids.copy_(ids.view(-1, 1), non_blocking=True)
         if self.graph:
             self.cuda_graph.replay()
         else:

@@ -160,6 +160,28 @@ def test_continuous_batching_refills_slots_and_still_matches_generate(real_polic
         assert row.ids == _generate_greedy(model, p, row.max_new_tokens), tok.decode(row.ids)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_static_step_launched_before_reading_the_last_one_changes_nothing(real_policies, dtype):
+    """Without hooks the static path launches step t+1 before it reads step t's tokens (the
+    device works while the host does its bookkeeping). Sampled at T = 1 with a seed, in several
+    static batches, with the stop rule: the same ids, log-probs, entropies and endings as the
+    read-first path (taken when a hook is given: here one that is never due)."""
+    from aipo_lite.commit_machine import commit_machine
+    policy = real_policies(dtype)
+    tok, model = policy.tokenizer, policy.sampler()
+    tasks = load_tasks("synth", "test", tiers=["add1d", "add3"], limit_per_tier=3)
+    prompts = [tok.encode(agent_free_prompt(tok, t.question), add_special_tokens=False) for t in tasks]
+    out = []
+    for hook in (None, lambda row: None):
+        rows = [Row(p, 24) for p in prompts]
+        engine.run(model, tok, rows, temperature=1.0, generator=7, max_batch=4, static_step=True, on_token=hook,
+                   watch_ids=torch.tensor([], dtype=torch.long), stop=commit_machine(tok))
+        out.append([(r.ids, r.prov, r.logprobs, r.entropies, r.finished) for r in rows])
+    assert out[0] == out[1]
+    assert {r[4] for r in out[0]} - {"length"}  # some rows ended before their length limit
+
+
 @pytest.mark.parametrize("static", [False, True])
 def test_hooks_due_in_one_step_run_concurrently_on_a_pool_with_the_same_result(tiny_model_dir, static):
     """engine.run(hook_pool=...): the hooks of one decode step overlap (a slow agent server does
