@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from .static_step import StaticStep
+from .static_step import StaticStep, to_host
 from .prefill import last_position, left_pad, prefill, prefix_groups, shared_prefix_length  # noqa: F401
 
 
@@ -213,7 +213,7 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
             # next step first, then read this one while the device runs it (dead slots decode
             # their own unread samples instead of pads); the same numbers as reading first
             sampled = logp.gather(1, tok[:, None])[:, 0].double()
-            pending, ready = _to_host(torch.stack([tok.double(), sampled, sampled, ent.double()]))
+            pending, ready = to_host(torch.stack([tok.double(), sampled, sampled, ent.double()]))
             logits = None  # the last graph output: if the step grows, its old pool can go
             ahead = step(tok)
             if ready is not None:
@@ -285,17 +285,6 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
                 cache, logits, mask, next_pos = c, l, m, p
             live += new
     return stats
-
-
-def _to_host(t: torch.Tensor):
-    """(host copy of t, CUDA event marking its arrival or None). On CUDA the copy is
-    asynchronous (pinned memory): wait for the event, not for the whole device."""
-    if t.device.type != "cuda":
-        return t, None
-    out = t.to("cpu", non_blocking=True)
-    ready = torch.cuda.Event()
-    ready.record()
-    return out, ready
 
 
 _LINE_ENDERS: dict[int, torch.Tensor] = {}

@@ -15,6 +15,8 @@ launch-bound GPU a dead slot costs nothing measurable; on a CPU it would, so the
 eager loop, and runs this step eagerly only in tests, with the same arithmetic). When forced
 tokens outrun the capacity, the buffers grow by a quarter and the graph is captured again. A
 capture that fails warns (CaptureFailed) and that batch steps eagerly on the same buffers.
+A step's feed may be a tensor on the device: without hooks engine.run feeds the sampled ids
+straight back and launches the next step before it reads the last one (`to_host`).
 """
 
 from __future__ import annotations
@@ -159,3 +161,15 @@ class StaticStep:
         mask[..., :self.n] = self.mask[..., :self.n]
         self.mask, self.pos, self.ids = mask, self.pos.clone(), self.ids.clone()
         self._build()
+
+
+def to_host(t: torch.Tensor):
+    """(host copy of t, CUDA event marking its arrival or None). On CUDA the copy is
+    asynchronous (to pinned memory), so the host can wait for it alone, not for work queued
+    after it (engine.run launches the next step in between)."""
+    if t.device.type != "cuda":
+        return t, None
+    out = t.to("cpu", non_blocking=True)
+    ready = torch.cuda.Event()
+    ready.record()
+    return out, ready
