@@ -40,9 +40,21 @@ class Request:
     proposed: str | None = None  # the answer the policy is committing to (verify-before-commit)
 
 
+_TERM = re.compile(r"\s*([-+*x×])\s*(-?\d+)")
+
+
 def evaluate_expression(lhs: str) -> int:
-    """Value of an integer expression of + - * (x and × as *), left to right with precedence."""
-    return int(eval(re.sub(r"[x×]", "*", lhs), {"__builtins__": {}}))  # only digits/ops matched
+    """Value of an integer expression of + - * (x and × as *), * before + and -: an EQUATION's
+    left side. Read number by number (no eval): a line break inside it ("5 -\n-2") or a leading
+    zero ("08") is model text like any other, not a syntax error."""
+    first = re.match(r"\s*(-?\d+)", lhs)
+    total, term = 0, int(first[1])
+    for op, number in _TERM.findall(lhs, first.end()):
+        if op == "+" or op == "-":
+            total, term = total + term, int(number) if op == "+" else -int(number)
+        else:
+            term *= int(number)
+    return total + term
 
 
 def _last_wrong_equation(text: str) -> tuple[str, int, int] | None:

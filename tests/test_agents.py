@@ -22,6 +22,23 @@ def test_verify_names_the_wrong_equation_and_passes_a_correct_answer():
     assert v.respond(Request(EXPR, "", query="3 x 4 = 13", trigger="tag")) == "Check: 3 x 4 = 12."
 
 
+def test_equations_are_read_as_the_model_writes_them_line_breaks_and_leading_zeros_included():
+    """A sampled equation may break its line ("5 -" then "-2 = 3") or write "08": it is
+    arithmetic to check, not Python to run (an eval raised SyntaxError there and stopped
+    notebook 01 of `make demo` on 2026-11-24)."""
+    from aipo_lite.agents import evaluate_expression
+    from aipo_lite.detector import first_error_char
+    assert evaluate_expression("5 -\n-2") == 7 and evaluate_expression("08 + 1") == 9
+    assert evaluate_expression("2 + 3 * 4 - 6 x 2") == 2 == 2 + 3 * 4 - 6 * 2
+    assert evaluate_expression("-3 × -2 - 10") == -4
+    text = "46 + 68 = 114. 114 -\n41 = 72.\nAnswer: 72"
+    assert first_error_char(text, "73") == text.index("114 -")
+    assert first_error_char("046 + 68 = 114.\nAnswer: 114", "114") is None
+    v = make_agent("verify")
+    assert v.respond(Request(EXPR, "46 + 68 = 114. 114 -\n41 = 72.\nAnswer: 72\n", trigger="commit",
+                             proposed="72")) == "Check: 114 - 41 = 73."
+
+
 def test_reasoning_gives_the_next_unreached_step():
     r = make_agent("reasoning")
     assert r.respond(Request(EXPR, "")) == "Next: 46 + 68 = 114."
