@@ -212,7 +212,7 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
             # no hook can queue a token, so every slot's next feed is its sampled id: launch the
             # next step first, then read this one while the device runs it (dead slots decode
             # their own unread samples instead of pads); the same numbers as reading first
-            sampled = logp.gather(1, tok[:, None])[:, 0].double()
+            sampled = logp.gather(1, tok[:, None])[:, 0].double()  # (twice: no forced token to score)
             pending, ready = to_host(torch.stack([tok.double(), sampled, sampled, ent.double()]))
             logits = None  # the last graph output: if the step grows, its old pool can go
             ahead = step(tok)
