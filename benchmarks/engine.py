@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/engine.py --batch-size 64
     .venv/bin/python benchmarks/engine.py --batch-size 64 --samples 256
     .venv/bin/python benchmarks/engine.py --batch-size 512 --device cuda --dtype bfloat16
+    .venv/bin/python benchmarks/engine.py --batch-size 512 --device cuda --compare-read-first
 
 Both sample `--batch-size` completions (one per prompt: agent-free prompts of synth test problems,
 all tiers in turn) at T = 1, up to `--max-new-tokens` each, in ONE batch, after one warm-up call.
@@ -14,6 +15,8 @@ emits padding after a row's EOS until the longest row ends; those are not counte
 without its stop-after-answer rule here (`sampling.sample(..., stop_after_answer=False)`), so
 both decode the same kind of stream to EOS or the length limit. The last line is
 `ratio <kit tok/s / generate() tok/s>`.
+`--compare-read-first` adds four timed runs of the static (CUDA) decode path, interleaved: the
+default look-ahead (step t+1 launched before step t is read) and the read-first order.
 """
 
 import argparse
@@ -34,6 +37,10 @@ ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16
 ap.add_argument("--max-new-tokens", type=int, default=64)
 ap.add_argument("--cache", default="dynamic", choices=["dynamic", "static"], help="generate()'s KV cache")
 ap.add_argument("--seed", type=int, default=0)
+ap.add_argument("--compare-read-first", action="store_true",
+                help="also time the static path both ways (engine.run, same rows and seed): launching the next "
+                     "step before reading the last (the default without hooks) and reading first (forced by a "
+                     "hook that is never due); on CUDA this measures what the look-ahead saves")
 ap.add_argument("--samples", type=int, default=0,
                 help="completions in all (default: --batch-size, one batch); more: generate() runs them in "
                      "batches of --batch-size, the kit keeps --batch-size slots and refills finished ones")
@@ -91,6 +98,20 @@ print(f"device {dev}, dtype {next(model.parameters()).dtype}, batch {args.batch_
 run_kit(prompts[:4]), run_generate(prompts[:4])  # warm-up
 kit_tokens, kit_s = run_kit(prompts)
 gen_tokens, gen_s = run_generate(prompts)
+if args.compare_read_first:
+    from aipo_lite import engine
+    encoded = [tok.encode(p, add_special_tokens=False) for p in prompts]
+    never = torch.tensor([], dtype=torch.long)
+    for name, hook in (("look-ahead", None), ("read-first", lambda row: None)) * 2:  # interleaved, twice
+        rows = [engine.Row(e, args.max_new_tokens) for e in encoded]
+        sync()
+        t0 = time.perf_counter()
+        engine.run(model, tok, rows, 1.0, generator=args.seed, max_batch=args.batch_size, static_step=True,
+                   on_token=hook, watch_ids=never)
+        sync()
+        sec = time.perf_counter() - t0
+        n = sum(len(r.ids) for r in rows)
+        print(f"static {name:10s} {n:6d} real tokens in {sec:7.2f} s = {n / sec:9.1f} tok/s")
 print(f"kit        {kit_tokens:6d} real tokens in {kit_s:7.2f} s = {kit_tokens / kit_s:9.1f} tok/s")
 print(f"generate() {gen_tokens:6d} real tokens in {gen_s:7.2f} s = {gen_tokens / gen_s:9.1f} tok/s ({args.cache} cache)")
 print(f"ratio {(kit_tokens / kit_s) / (gen_tokens / gen_s):.2f}")
