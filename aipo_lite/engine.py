@@ -208,23 +208,25 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
     while live:
         tok, logp, ent = _sample(logits, temperature, top_p, generator)
         ahead = None  # the next step's logits when it was launched before this one was read
-        if step is not None and on_token is None and not any(r.forced for r in live):
-            # no hook can queue a token, so every slot's next feed is its sampled id: launch the
-            # next step first, then read this one while the device runs it (dead slots decode
-            # their own unread samples instead of pads); the same numbers as reading first
-            sampled = logp.gather(1, tok[:, None])[:, 0].double()  # (twice: no forced token to score)
-            pending, ready = to_host(torch.stack([tok.double(), sampled, sampled, ent.double()]))
-            logits = None  # the last graph output: if the step grows, its old pool can go
-            ahead = step(tok)
-            if ready is not None:
-                ready.synchronize()  # the copy only, not the step launched after it
-            host = pending.tolist()
+        look_ahead = step is not None and on_token is None and not any(r.forced for r in live)
+        sampled = logp.gather(1, tok[:, None])[:, 0].double()
+        if look_ahead:  # no hook can queue a token: nothing forced to score
+            forced = sampled
         else:
             head = torch.tensor([r.forced[0][0] if r.forced else 0 for r in live], device=device)
-            # one device -> host copy per step (not one per row): the sampled ids, their log-probs,
-            # the log-probs of the rows' queued forced tokens, and the entropies
-            host = torch.stack([tok.double(), logp.gather(1, tok[:, None])[:, 0].double(),
-                                logp.gather(1, head[:, None])[:, 0].double(), ent.double()]).tolist()
+            forced = logp.gather(1, head[:, None])[:, 0].double()
+        # one device -> host copy per step (not one per row): the sampled ids, their log-probs,
+        # the log-probs of the rows' queued forced tokens, and the entropies
+        pending, ready = to_host(torch.stack([tok.double(), sampled, forced, ent.double()]))
+        if look_ahead:
+            # every slot's next feed is its sampled id: launch the next step first, then read this
+            # one while the device runs it (dead slots decode their own unread samples instead of
+            # pads); the same numbers as reading first
+            logits = None  # the last graph output: if the step grows, its old pool can go
+            ahead = step(tok)
+        if ready is not None:
+            ready.synchronize()  # the copy only, not a step launched after it
+        host = pending.tolist()
         feed, ended, due = [], [], ([] if hook_pool is not None else None)
         for b, r in enumerate(live):
             if r.finished:  # a dead slot of the static step: it decodes a token nobody reads
