@@ -260,11 +260,11 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
                 step = StaticStep(model, cache, mask, next_pos, _room(live, extra_room), graph=True)
             continue
         keep = [b for b, r in enumerate(live) if not r.finished]
-        if len(keep) < len(live):
-            idx = torch.tensor(keep, device=device, dtype=torch.long)
-            cache.batch_select_indices(idx)
+        if len(keep) < len(live):  # finished rows leave; rows from the end fill their slots
+            order = cache.drop_rows(keep)
+            idx = torch.tensor(order, device=device, dtype=torch.long)
             mask, next_pos = mask[idx], next_pos[idx]
-            live, feed = [live[b] for b in keep], [feed[b] for b in keep]
+            live, feed = [live[b] for b in order], [feed[b] for b in order]
         if live:
             mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
             out = model(input_ids=torch.tensor(feed, device=device)[:, None], attention_mask=mask,

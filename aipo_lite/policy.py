@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from .config import Config
+from .host_memory import keep_freed_host_memory
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
@@ -203,6 +204,8 @@ def load_policy(cfg: Config) -> Policy:
     keep_cudnn_attention_off()
     use_deterministic_kernels(cfg.deterministic)
     device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        keep_freed_host_memory()  # no page fault per freed-and-reallocated block (host_memory.py)
     dtype = resolve_dtype(cfg.dtype, device)
     path = resolve_model_path(cfg)
     tokenizer = AutoTokenizer.from_pretrained(path)

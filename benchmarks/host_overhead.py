@@ -19,7 +19,7 @@ import types
 import torch
 from transformers import AutoTokenizer
 
-from aipo_lite import engine
+from aipo_lite import engine, kv_cache
 from aipo_lite.commit_machine import commit_machine
 from aipo_lite.config import Config
 from aipo_lite.policy import resolve_model_path
@@ -34,8 +34,8 @@ vocab = len(tok)
 
 
 class StubCache:
-    def batch_select_indices(self, idx):
-        pass
+    def drop_rows(self, keep):
+        return kv_cache.refill_order(keep)[0]
 
 
 class StubModel(torch.nn.Module):
