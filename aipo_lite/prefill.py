@@ -3,6 +3,11 @@ prompts' shared prefix (system prompt, one-shot example) computed once per group
 
 Layout of a prefilled row: [pad][prefix of the row's group][pad][rest of the prompt]; masked
 positions never attend or are attended to, so every row's outputs equal a lone forward.
+
+On the CPU the rests run in buckets of similar length (rows sorted by it), each bucket padded
+to its own longest rest: with 64 synth questions (rests of 11-30 tokens after a 63-token shared
+prefix) one batch computed 1,920 positions for 1,113 real ones, and the prefill took 2.0-2.4 s
+of an 8.4-8.9 s fp32 sampling batch; in buckets 1.5-1.6 s (bf16: 3.2 -> 2.2 s).
 """
 
 from __future__ import annotations
@@ -12,13 +17,28 @@ import torch
 from .kv_cache import GrowingCache
 
 
+# A bucket's fixed cost in prompt positions: one more forward through 30 layers on the CPU
+# (~35 ms of module calls and weight reads) costs about what 32 positions of a 64-row fp32 prefill
+# do (~1.1 ms each) on 2 cores (16, 32 and 64 measured alike). On CUDA a position costs next to
+# nothing: one bucket.
+BUCKET_COST = 32
+
+
 def prefill(model, tokenizer, live: list[Row], share_prefix: bool, device):
     """Run the rows' prompts: (cache, last-position logits, attention mask, next positions).
-    Layout [pad][prefix of the row's group (cached once per group)][pad][rest of prompt]."""
+    Layout [pad][prefix of the row's group (cached once per group)][pad][rest of prompt].
+
+    Reorders `live` in place, by the length of each row's uncached rest (stable), and runs the
+    rests in buckets of similar length (`length_buckets`; one bucket on CUDA), each writing its
+    rows' slice of one cache: a bucket computes its own longest rest, not the batch's."""
+    groups = _groups(live, share_prefix)
+    rest = {b: len(live[b].prompt_ids) - n for rows_, n in groups for b in rows_}
+    live[:] = [live[b] for b in sorted(range(len(live)), key=rest.__getitem__)]
     enc = [r.prompt_ids for r in live]
-    groups = prefix_groups(enc) if share_prefix and len(enc) > 1 else [(list(range(len(enc))), 0)]
+    groups = _groups(live, share_prefix)
     n_prefix = max(n for _, n in groups)
-    width = n_prefix + max(len(enc[b]) - n for rows_, n in groups for b in rows_)
+    rests = sorted(rest.values())
+    width = n_prefix + rests[-1]
     ids = torch.full((len(enc), width), tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(enc), width), dtype=torch.long)
     for rows_, n in groups:
@@ -29,12 +49,41 @@ def prefill(model, tokenizer, live: list[Row], share_prefix: bool, device):
     ids, mask = ids.to(device), mask.to(device)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     room = max(r.max_new_tokens for r in live) + 16  # forced tokens come on top: it doubles if short
-    cache = GrowingCache(model.config.num_hidden_layers, room + width - n_prefix)
+    cache = GrowingCache.for_model(model, len(enc), width + room, device)
     if n_prefix:
         prefix_cache(model, ids, groups, n_prefix, cache)
-    out = model(input_ids=ids[:, n_prefix:], attention_mask=mask, position_ids=pos[:, n_prefix:],
-                past_key_values=cache, use_cache=True, logits_to_keep=last_position(width - n_prefix, device))
-    return out.past_key_values, out.logits[:, -1], mask, pos[:, -1] + 1
+    cut = BUCKET_COST if device.type == "cpu" else None
+    logits = []
+    for s, e in length_buckets(rests, cut):
+        w = rests[e - 1]  # the bucket's widest rest: its rows' padding starts after the prefix
+        out = model(input_ids=ids[s:e, width - w:], attention_mask=mask[s:e], position_ids=pos[s:e, width - w:],
+                    past_key_values=cache.rows(s, e, width - w), use_cache=True,
+                    logits_to_keep=last_position(w, device))
+        logits.append(out.logits[:, -1])
+    cache.fill_to(width)
+    return cache, torch.cat(logits), mask, pos[:, -1] + 1
+
+
+def _groups(live: list[Row], share_prefix: bool) -> list[tuple[list[int], int]]:
+    enc = [r.prompt_ids for r in live]
+    return prefix_groups(enc) if share_prefix and len(enc) > 1 else [(list(range(len(enc))), 0)]
+
+
+def length_buckets(lengths: list[int], cost: int | None) -> list[tuple[int, int]]:
+    """Slices [s, e) of ascending `lengths` that minimise the positions a prefill computes, each
+    slice padded to its longest, plus `cost` positions per slice (None: one slice)."""
+    n = len(lengths)
+    if cost is None or n < 2:
+        return [(0, n)]
+    cuts = [i for i in range(1, n) if lengths[i] != lengths[i - 1]] + [n]
+    best = {0: (0, 0)}  # slice end -> (positions, previous end)
+    for j in cuts:
+        best[j] = min((best[i][0] + (j - i) * lengths[j - 1] + cost, i) for i in [0] + cuts if i < j)
+    out, j = [], n
+    while j:
+        out.append((best[j][1], j))
+        j = best[j][1]
+    return out[::-1]
 
 
 def left_pad(mask: torch.Tensor, width: int) -> torch.Tensor:
@@ -81,20 +130,15 @@ def prefix_groups(encoded: list[list[int]], min_gain: int = 8) -> list[tuple[lis
 
 
 def prefix_cache(model, ids: torch.Tensor, groups, n_prefix: int, cache: GrowingCache) -> None:
-    """Fill `cache` with the prefix region [rows, heads, n_prefix, dim]: each group's prefix is
-    run once (batch 1) and copied to its rows, right-aligned; the left padding is masked out."""
-    keys = values = None
+    """Fill the prefix region [rows, heads, n_prefix, dim] of `cache`: each group's prefix is run
+    once (batch 1) and copied to its rows, right-aligned; the left padding is zeros, masked out."""
     for rows_, n in groups:
-        if not n:
-            continue
         pkv = model(ids[rows_[:1], n_prefix - n:n_prefix], use_cache=True,
-                    logits_to_keep=last_position(n, ids.device)).past_key_values
-        if keys is None:
-            def empty(t):
-                return t.new_zeros((ids.shape[0], t.shape[1], n_prefix, t.shape[-1]))
-            keys, values = [empty(l.keys) for l in pkv.layers], [empty(l.values) for l in pkv.layers]
-        for i, layer in enumerate(pkv.layers):
-            keys[i][rows_, :, n_prefix - n:] = layer.keys
-            values[i][rows_, :, n_prefix - n:] = layer.values
-    for i, (k, v) in enumerate(zip(keys, values)):
-        cache.update(k, v, i)
+                    logits_to_keep=last_position(n, ids.device)).past_key_values if n else None
+        for i, mine in enumerate(cache.layers):
+            mine._k[rows_, :, :n_prefix - n] = 0
+            mine._v[rows_, :, :n_prefix - n] = 0
+            if n:
+                mine._k[rows_, :, n_prefix - n:n_prefix] = pkv.layers[i].keys
+                mine._v[rows_, :, n_prefix - n:n_prefix] = pkv.layers[i].values
+    cache.fill_to(n_prefix)
