@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from aipo_lite import engine
+from aipo_lite import engine, prefill
 from aipo_lite.config import Config
 from aipo_lite.engine import Prov, Row
 from aipo_lite.policy import load_policy
@@ -27,9 +27,10 @@ def _last_logits(model, ids: list[int]) -> torch.Tensor:
 @pytest.mark.slow
 @pytest.mark.parametrize("static", [False, True], ids=["eager", "static"])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_greedy_decoding_matches_transformers_generate(real_policies, dtype, static):
+def test_greedy_decoding_matches_transformers_generate(real_policies, dtype, static, monkeypatch):
     """Both decode paths (eager, shrinking batch: the CPU default; static slots: the CUDA one,
-    graph-captured there, eager here). fp32: token for token. bf16: token for token until a near tie, i.e. a position where the
+    graph-captured there, eager here), the eager one with every distinct prompt length prefilled
+    as its own bucket, the static one with the whole batch in one (prefill.py). fp32: token for token. bf16: token for token until a near tie, i.e. a position where the
     two choices' fp32 logits differ by less than twice the bf16 model's own rounding error there
     (its largest logit deviation from fp32): batched and one-at-a-time bf16 kernels round
     differently, so either may take either token. A wrong cache, mask or position would diverge
@@ -41,6 +42,10 @@ def test_greedy_decoding_matches_transformers_generate(real_policies, dtype, sta
     prompts = [tok.encode(agent_free_prompt(tok, t.question), add_special_tokens=False) for t in tasks]
     prompts += [tok.encode(assisted_prompt(tok, t.question), add_special_tokens=False) for t in tasks[:2]]
     assert len(engine.prefix_groups(prompts)) == 2
+    monkeypatch.setattr(prefill, "BUCKET_COST", 10**9 if static else 0)
+    rests = sorted(len(p) - n for rows_, n in engine.prefix_groups(prompts) for p in (prompts[b] for b in rows_))
+    buckets = prefill.length_buckets(rests, prefill.BUCKET_COST)
+    assert len(buckets) == 1 if static else len(buckets) == len(set(rests)) > 1
     rows = [Row(p, 20) for p in prompts]
     engine.run(model, tok, rows, temperature=0, static_step=static)
     identical = 0
