@@ -22,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from .hook_tokens import watch_ids_of
 from .static_step import StaticStep, to_host
 from .prefill import last_position, left_pad, prefill, prefix_groups, shared_prefix_length  # noqa: F401
 
@@ -194,7 +195,7 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
     device = next(model.parameters()).device
     generator = device_generator(generator, device)
     eos = tokenizer.eos_token_id
-    watch = set((watch_ids if watch_ids is not None else _watch_ids(tokenizer)).tolist())
+    watch = set((watch_ids if watch_ids is not None else watch_ids_of(tokenizer)).tolist())
     waiting = [r for r in rows if not r.finished]
     stats = {"steps": 0, "policy_tokens": 0, "forced_tokens": 0}
     if not waiting:
@@ -287,31 +288,3 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
                 cache, logits, mask, next_pos = c, l, m, p
             live += new
     return stats
-
-
-_LINE_ENDERS: dict[int, torch.Tensor] = {}
-
-
-def line_ender_ids(tokenizer) -> torch.Tensor:
-    """Ids of tokens containing a newline or '}': only after those can an answer be committed."""
-    key = id(tokenizer)
-    if key not in _LINE_ENDERS:
-        vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-        ids = [i for i, t in enumerate(vocab)
-               if t and ("}" in t or "\n" in tokenizer.convert_tokens_to_string([t]))]
-        _LINE_ENDERS[key] = torch.tensor(ids)
-    return _LINE_ENDERS[key]
-
-
-_WATCH: dict[int, torch.Tensor] = {}
-
-
-def _watch_ids(tokenizer) -> torch.Tensor:
-    """Tokens after which a hook may act: line ends and '}' plus '>' (tags). Cached per tokenizer."""
-    key = id(tokenizer)
-    if key not in _WATCH:
-        base = line_ender_ids(tokenizer)
-        vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-        gt = [i for i, t in enumerate(vocab) if t and ">" in t]
-        _WATCH[key] = torch.unique(torch.cat([base, torch.tensor(gt, dtype=base.dtype)]))
-    return _WATCH[key]

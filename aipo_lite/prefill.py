@@ -135,10 +135,12 @@ def prefix_cache(model, ids: torch.Tensor, groups, n_prefix: int, cache: Growing
     for rows_, n in groups:
         pkv = model(ids[rows_[:1], n_prefix - n:n_prefix], use_cache=True,
                     logits_to_keep=last_position(n, ids.device)).past_key_values if n else None
+        idx = torch.tensor(rows_, device=ids.device)
         for i, mine in enumerate(cache.layers):
-            mine._k[rows_, :, :n_prefix - n] = 0
-            mine._v[rows_, :, :n_prefix - n] = 0
+            if n < n_prefix:
+                mine._k[idx, :, :n_prefix - n] = 0
+                mine._v[idx, :, :n_prefix - n] = 0
             if n:
-                mine._k[rows_, :, n_prefix - n:n_prefix] = pkv.layers[i].keys
-                mine._v[rows_, :, n_prefix - n:n_prefix] = pkv.layers[i].values
+                mine._k[idx, :, n_prefix - n:n_prefix] = pkv.layers[i].keys
+                mine._v[idx, :, n_prefix - n:n_prefix] = pkv.layers[i].values
     cache.fill_to(n_prefix)
