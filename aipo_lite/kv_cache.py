@@ -49,6 +49,8 @@ class GrowingLayer(DynamicLayer):
         self.keys, self.values = k[:, :, :n], v[:, :, :n]
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """DynamicCache's row selection, kept consistent with the buffers for transformers'
+        callers; the decode loop drops rows with `GrowingCache.drop_rows` (fewer copies)."""
         if self.is_initialized:
             self._k, self._v = self._k[indices], self._v[indices]
             self.keys, self.values = self._k[:, :, :self.n], self._v[:, :, :self.n]
