@@ -109,6 +109,28 @@ def test_sampling_follows_the_distribution_and_top_p():
     assert set(tok.tolist()) == {0, 2}  # nucleus 0.7: the two most likely tokens
 
 
+def test_length_buckets_compute_the_fewest_positions():
+    """The prefill's buckets (prefill.length_buckets): contiguous slices of the rows sorted by
+    length, each padded to its longest, plus a fixed cost per slice; the split found is the
+    cheapest of all 2^(n-1) ways to cut, and cost None is one bucket (CUDA)."""
+    import itertools
+    import random
+
+    def cost(lengths, slices, c):
+        return sum((e - s) * lengths[e - 1] + c for s, e in slices)
+
+    rnd = random.Random(0)
+    for _ in range(200):
+        lengths = sorted(rnd.randint(1, 40) for _ in range(rnd.randint(1, 9)))
+        c = rnd.choice([0, 8, 32, 100])
+        got = prefill.length_buckets(lengths, c)
+        assert got[0][0] == 0 and got[-1][1] == len(lengths) and all(a[1] == b[0] for a, b in zip(got, got[1:]))
+        best = min(cost(lengths, [(s, e) for s, e in zip((0,) + cuts, cuts + (len(lengths),))], c)
+                   for k in range(len(lengths)) for cuts in itertools.combinations(range(1, len(lengths)), k))
+        assert cost(lengths, got, c) == best, (lengths, c, got)
+    assert prefill.length_buckets([3, 9, 30], None) == [(0, 3)]
+
+
 def test_prefix_groups_cache_each_prompt_kind_once():
     plain, asst = [1, 2] + [5] * 20, [1, 3] + [6] * 30
     groups = engine.prefix_groups([plain + [7], asst + [7], plain + [8], asst + [9]])
