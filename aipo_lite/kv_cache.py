@@ -16,60 +16,47 @@ from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 
 class GrowingLayer(DynamicLayer):
-    def __init__(self, room: int):
+    """One layer's keys and values in buffers (rows, heads, capacity, dim) whose first n
+    positions are filled; `keys`/`values` are views of that filled part."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, n: int = 0):
         super().__init__()
-        self.room = room
-        self.n = 0
-
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        self.dtype, self.device = key_states.dtype, key_states.device
-        b, h, _, d = key_states.shape
-        self._k = key_states.new_empty((b, h, self.room, d))
-        self._v = value_states.new_empty((b, h, self.room, value_states.shape[-1]))
-        self.n = 0
-        self.is_initialized = True
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        if not self.is_initialized:
-            self.room += key_states.shape[-2]
-            self.lazy_initialization(key_states, value_states)
-        end = self.n + key_states.shape[-2]
-        if end > self._k.shape[-2]:  # out of room: double
-            self._k = torch.cat([self._k, torch.empty_like(self._k)], dim=-2)
-            self._v = torch.cat([self._v, torch.empty_like(self._v)], dim=-2)
-        self._k[:, :, self.n:end] = key_states
-        self._v[:, :, self.n:end] = value_states
-        self.n = end
-        self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
-        return self.keys, self.values
+        self.dtype, self.device, self.is_initialized = k.dtype, k.device, True
+        self.keep(k, v, n)
 
     def keep(self, k: torch.Tensor, v: torch.Tensor, n: int) -> None:
-        """Hold buffers k, v (rows, heads, capacity, dim) whose first n positions are filled."""
+        """Hold buffers k, v whose first n positions are filled."""
         self._k, self._v, self.n = k, v, n
         self.keys, self.values = k[:, :, :n], v[:, :, :n]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        end = self.n + key_states.shape[-2]
+        if end > self._k.shape[-2]:  # out of room: double (at least)
+            more = max(self._k.shape[-2], end - self._k.shape[-2])
+            self.keep(*(torch.cat([t, t.new_empty((*t.shape[:2], more, t.shape[-1]))], dim=-2)
+                        for t in (self._k, self._v)), self.n)
+        self._k[:, :, self.n:end] = key_states
+        self._v[:, :, self.n:end] = value_states
+        self.keep(self._k, self._v, end)
+        return self.keys, self.values
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         """DynamicCache's row selection, kept consistent with the buffers for transformers'
         callers; the decode loop drops rows with `GrowingCache.drop_rows` (fewer copies)."""
-        if self.is_initialized:
-            self._k, self._v = self._k[indices], self._v[indices]
-            self.keys, self.values = self._k[:, :, :self.n], self._v[:, :, :self.n]
+        self.keep(self._k[indices], self._v[indices], self.n)
 
     def move_rows(self, dst: torch.Tensor, src: torch.Tensor, rows: int) -> None:
         """Copy rows `src` into rows `dst` (filled positions only), then keep the first `rows`
         rows (a view): what batch_select_indices does when finished rows' slots are refilled from
         the end, at the cost of the moved rows instead of a copy of every row."""
-        if self.is_initialized:
-            if len(dst):
-                self._k[dst, :, :self.n] = self._k[src, :, :self.n]
-                self._v[dst, :, :self.n] = self._v[src, :, :self.n]
-            self._k, self._v = self._k[:rows], self._v[:rows]
-            self.keys, self.values = self._k[:, :, :self.n], self._v[:, :, :self.n]
+        if len(dst):
+            self._k[dst, :, :self.n] = self._k[src, :, :self.n]
+            self._v[dst, :, :self.n] = self._v[src, :, :self.n]
+        self.keep(self._k[:rows], self._v[:rows], self.n)
 
     def drop_left(self, k: int) -> None:
         """Forget the first k positions (masked for every row): a view, no copy."""
-        self._k, self._v, self.n = self._k[:, :, k:], self._v[:, :, k:], self.n - k
-        self.keys, self.values = self._k[:, :, :self.n], self._v[:, :, :self.n]
+        self.keep(self._k[:, :, k:], self._v[:, :, k:], self.n - k)
 
     def join(self, other: "GrowingLayer") -> None:
         """Append other's rows; the shorter side is left-padded with zeros (masked positions)."""
@@ -82,17 +69,15 @@ class GrowingLayer(DynamicLayer):
             buf[:b1, :, width - self.n:width] = mine[:, :, :self.n]
             buf[b1:, :, width - other.n:width] = theirs[:, :, :other.n]
             bufs.append(buf)
-        self._k, self._v = bufs
-        self.n = width
-        self.keys, self.values = self._k[:, :, :width], self._v[:, :, :width]
+        self.keep(*bufs, width)
 
 
 class GrowingCache(DynamicCache):
-    """DynamicCache whose layers reserve `room` more positions than they are first given, and
-    that can take in the rows of another (continuous batching: engine.run's max_batch)."""
+    """DynamicCache over GrowingLayers, with room for the tokens still to come, that can take in
+    the rows of another (continuous batching: engine.run's max_batch)."""
 
-    def __init__(self, num_layers: int, room: int):
-        Cache.__init__(self, layers=[GrowingLayer(room) for _ in range(num_layers)])
+    def __init__(self, layers: list[GrowingLayer]):
+        Cache.__init__(self, layers=layers)
 
     @classmethod
     def for_model(cls, model, rows: int, capacity: int, device) -> "GrowingCache":
@@ -100,24 +85,18 @@ class GrowingCache(DynamicCache):
         activation dtype (its embeddings'), so that slices of it can be filled (`rows`)."""
         cfg, dtype = model.config, model.get_input_embeddings().weight.dtype
         heads, dim = cfg.num_key_value_heads, getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        cache = cls(cfg.num_hidden_layers, 0)
-        for layer in cache.layers:
-            layer.dtype, layer.device, layer.is_initialized = dtype, torch.device(device), True
-            layer.keep(torch.empty((rows, heads, capacity, dim), dtype=dtype, device=device),
-                       torch.empty((rows, heads, capacity, dim), dtype=dtype, device=device), 0)
-        return cache
+        def empty():
+            return torch.empty((rows, heads, capacity, dim), dtype=dtype, device=device)
+        return cls([GrowingLayer(empty(), empty()) for _ in range(cfg.num_hidden_layers)])
 
     def rows(self, start: int, end: int, filled: int) -> "GrowingCache":
         """A cache over rows [start, end) of this one, sharing its memory, whose first `filled`
         positions count as cached; the positions between what this cache holds and `filled` are
         zeroed (masked padding: finite, so that attention's zero weights give zeros)."""
-        view = GrowingCache(len(self.layers), 0)
-        for mine, theirs in zip(view.layers, self.layers):
-            theirs._k[start:end, :, theirs.n:filled] = 0
-            theirs._v[start:end, :, theirs.n:filled] = 0
-            mine.dtype, mine.device, mine.is_initialized = theirs.dtype, theirs.device, True
-            mine.keep(theirs._k[start:end], theirs._v[start:end], filled)
-        return view
+        for layer in self.layers:
+            layer._k[start:end, :, layer.n:filled] = 0
+            layer._v[start:end, :, layer.n:filled] = 0
+        return GrowingCache([GrowingLayer(l._k[start:end], l._v[start:end], filled) for l in self.layers])
 
     def fill_to(self, n: int) -> None:
         """The first n positions of every row have been written (through `rows` views)."""
@@ -133,8 +112,7 @@ class GrowingCache(DynamicCache):
         row from above it, so only those rows are copied (the rows do not stay in order).
         Returns the new row order (old index per new row) for the caller's per-row state."""
         order, holes, movers = refill_order(keep)
-        device = self.layers[0].device if self.layers[0].is_initialized else None
-        dst, src = (torch.tensor(x, device=device, dtype=torch.long) for x in (holes, movers))
+        dst, src = (torch.tensor(x, device=self.layers[0].device, dtype=torch.long) for x in (holes, movers))
         for layer in self.layers:
             layer.move_rows(dst, src, len(keep))
         return order

@@ -31,11 +31,13 @@ def prefill(model, tokenizer, live: list[Row], share_prefix: bool, device):
     Reorders `live` in place, by the length of each row's uncached rest (stable), and runs the
     rests in buckets of similar length (`length_buckets`; one bucket on CUDA), each writing its
     rows' slice of one cache: a bucket computes its own longest rest, not the batch's."""
-    groups = _groups(live, share_prefix)
-    rest = {b: len(live[b].prompt_ids) - n for rows_, n in groups for b in rows_}
-    live[:] = [live[b] for b in sorted(range(len(live)), key=rest.__getitem__)]
     enc = [r.prompt_ids for r in live]
-    groups = _groups(live, share_prefix)
+    groups = prefix_groups(enc) if share_prefix and len(enc) > 1 else [(list(range(len(enc))), 0)]
+    rest = {b: len(enc[b]) - n for rows_, n in groups for b in rows_}
+    order = sorted(range(len(live)), key=rest.__getitem__)
+    new_index = {b: i for i, b in enumerate(order)}
+    live[:], enc = [live[b] for b in order], [enc[b] for b in order]
+    groups = [(sorted(new_index[b] for b in rows_), n) for rows_, n in groups]
     n_prefix = max(n for _, n in groups)
     rests = sorted(rest.values())
     width = n_prefix + rests[-1]
@@ -62,11 +64,6 @@ def prefill(model, tokenizer, live: list[Row], share_prefix: bool, device):
         logits.append(out.logits[:, -1])
     cache.fill_to(width)
     return cache, torch.cat(logits), mask, pos[:, -1] + 1
-
-
-def _groups(live: list[Row], share_prefix: bool) -> list[tuple[list[int], int]]:
-    enc = [r.prompt_ids for r in live]
-    return prefix_groups(enc) if share_prefix and len(enc) > 1 else [(list(range(len(enc))), 0)]
 
 
 def length_buckets(lengths: list[int], cost: int | None) -> list[tuple[int, int]]:

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from aipo_lite.host_memory import keep_freed_host_memory
-from aipo_lite.kv_cache import GrowingCache, refill_order
+from aipo_lite.kv_cache import GrowingCache, GrowingLayer, refill_order
 
 
 def _cache(rows: int, positions: int, layers: int = 2) -> GrowingCache:
-    cache = GrowingCache(layers, room=8)
+    cache = GrowingCache([GrowingLayer(torch.empty(rows, 3, 1, 4), torch.empty(rows, 3, 1, 4)) for _ in range(layers)])
     g = torch.Generator().manual_seed(rows * 100 + positions)
-    for i in range(layers):
+    for i in range(layers):  # more than the room: the buffers double on the way
         cache.update(torch.randn(rows, 3, positions, 4, generator=g), torch.randn(rows, 3, positions, 4, generator=g), i)
     return cache
 
