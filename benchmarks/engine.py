@@ -6,7 +6,10 @@
     .venv/bin/python benchmarks/engine.py --batch-size 512 --device cuda --compare-read-first
 
 Both sample `--batch-size` completions (one per prompt: agent-free prompts of synth test problems,
-all tiers in turn) at T = 1, up to `--max-new-tokens` each, in ONE batch, after one warm-up call.
+all tiers in turn) at T = 1, up to `--max-new-tokens` each, in ONE batch, after one warm-up call
+each of the same size (a process's first full-size batch also pays for touching its memory for the
+first time, which on the CPU is ~0.5 s of page faults; warmed up on 4 prompts only, as this
+script did before 2026-11-24, that cost fell on whichever ran first, the kit).
 With `--samples M` (more than a batch, as in an evaluation: problems x n), both make M completions
 at the same batch size: generate() in consecutive batches, the kit in one decode loop whose
 finished slots are refilled (continuous batching).
@@ -95,7 +98,7 @@ def generate_batch(ps):
 
 print(f"device {dev}, dtype {next(model.parameters()).dtype}, batch {args.batch_size}, samples {samples}, "
       f"max_new_tokens {args.max_new_tokens}, threads {torch.get_num_threads()}")
-run_kit(prompts[:4]), run_generate(prompts[:4])  # warm-up
+run_kit(prompts[:args.batch_size]), run_generate(prompts[:args.batch_size])  # warm-up, full size
 kit_tokens, kit_s = run_kit(prompts)
 gen_tokens, gen_s = run_generate(prompts)
 if args.compare_read_first:
