@@ -8,7 +8,8 @@
 # 10 min run them in two calls: `tests sample assisted` (<= 9 min), then `trl`).
 # 1. the engine tests on CUDA (static decode on fixed slots, CUDA graphs, continuous batching);
 # 2. plain sampling vs generate() at batch 512 and 64 (benchmarks/engine.py; with the static path's
-#    look-ahead launch against reading first), and the decode
+#    look-ahead launch against reading first, and at 512 with and without torch's NaN fill of new
+#    tensors), and the decode
 #    loop's own host cost at batch 512 on this box's CPU (benchmarks/host_overhead.py);
 # 3. assisted vs plain rollouts, with nvidia-smi's memory in use sampled every second beside it
 #    (the unexplained ~60 GB transient of README "On one H100");
@@ -47,7 +48,7 @@ if want tests; then
   part engine_tests "${ENGINE_S:-180}" $PY -m pytest -q -p no:cacheprovider tests/test_engine.py
 fi
 if want sample; then
-  part sample_b512 "${BENCH_S:-90}" $PY benchmarks/engine.py --batch-size 512 --device cuda --compare-read-first
+  part sample_b512 "${BENCH_S:-90}" $PY benchmarks/engine.py --batch-size 512 --device cuda --compare-read-first --compare-nan-fill
   part sample_b64 "${BENCH_S:-90}" $PY benchmarks/engine.py --batch-size 64 --device cuda --compare-read-first
   part host_b512 "${HOST_S:-30}" $PY benchmarks/host_overhead.py --batch-size 512
 fi

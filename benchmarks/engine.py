@@ -18,6 +18,7 @@ emits padding after a row's EOS until the longest row ends; those are not counte
 without its stop-after-answer rule here (`sampling.sample(..., stop_after_answer=False)`), so
 both decode the same kind of stream to EOS or the length limit. The last line is
 `ratio <kit tok/s / generate() tok/s>`.
+`--compare-nan-fill` adds four timed kit runs, with and without torch's NaN fill of new tensors.
 `--compare-read-first` adds four timed runs of the static (CUDA) decode path, interleaved: the
 default look-ahead (step t+1 launched before step t is read) and the read-first order.
 """
@@ -47,6 +48,11 @@ ap.add_argument("--compare-read-first", action="store_true",
 ap.add_argument("--samples", type=int, default=0,
                 help="completions in all (default: --batch-size, one batch); more: generate() runs them in "
                      "batches of --batch-size, the kit keeps --batch-size slots and refills finished ones")
+ap.add_argument("--compare-nan-fill", action="store_true",
+                help="also time the kit's batch four more times, interleaved, with torch's deterministic-mode "
+                     "fill of new tensors (NaN; the kit's default: torch.use_deterministic_algorithms turns it "
+                     "on) and without it; results are the same either way. On the CPU it made no difference; "
+                     "on a GPU each fill is one more kernel in the decode step's graph")
 args = ap.parse_args()
 samples = args.samples or args.batch_size
 
@@ -115,6 +121,13 @@ if args.compare_read_first:
         sec = time.perf_counter() - t0
         n = sum(len(r.ids) for r in rows)
         print(f"static {name:10s} {n:6d} real tokens in {sec:7.2f} s = {n / sec:9.1f} tok/s")
+if args.compare_nan_fill:
+    fill = torch.utils.deterministic.fill_uninitialized_memory
+    for on in (True, False) * 2:  # interleaved, twice
+        torch.utils.deterministic.fill_uninitialized_memory = on
+        n, sec = run_kit(prompts)
+        print(f"kit, NaN fill {'on ' if on else 'off'} {n:6d} real tokens in {sec:7.2f} s = {n / sec:9.1f} tok/s")
+    torch.utils.deterministic.fill_uninitialized_memory = fill
 print(f"kit        {kit_tokens:6d} real tokens in {kit_s:7.2f} s = {kit_tokens / kit_s:9.1f} tok/s")
 print(f"generate() {gen_tokens:6d} real tokens in {gen_s:7.2f} s = {gen_tokens / gen_s:9.1f} tok/s ({args.cache} cache)")
 print(f"ratio {(kit_tokens / kit_s) / (gen_tokens / gen_s):.2f}")
