@@ -3,6 +3,7 @@ tests/test_trainer.py::test_sigkill_after_checkpoint_then_resume_equals_uninterr
 
     .venv/bin/python benchmarks/resume_loop.py --runs 20
     .venv/bin/python benchmarks/resume_loop.py --runs 20 --dtype float32 --no-kill
+    .venv/bin/python benchmarks/resume_loop.py --runs 8 --no-kill --overrides '{"num_threads": 1}'
 
 One uninterrupted run (the test's config: smoke profile, 4 steps, every method part), then
 `--runs` times: a second run is SIGKILLed as soon as its `latest` checkpoint reads step-000002,
@@ -30,9 +31,10 @@ ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 ap.add_argument("--runs", type=int, default=10)
 ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
 ap.add_argument("--no-kill", action="store_true", help="resume from copies of one checkpoint")
+ap.add_argument("--overrides", default="{}", help="JSON dict of Config fields on top of the test's")
 ap.add_argument("--out", default="runs/resume_loop")
 args = ap.parse_args()
-overrides = {**OVERRIDES, "dtype": args.dtype}
+overrides = {**OVERRIDES, "dtype": args.dtype, **json.loads(args.overrides)}
 out = Path(args.out)
 shutil.rmtree(out, ignore_errors=True)
 out.mkdir(parents=True)
