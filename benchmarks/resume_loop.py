@@ -32,7 +32,7 @@ ap.add_argument("--runs", type=int, default=10)
 ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
 ap.add_argument("--no-kill", action="store_true", help="resume from copies of one checkpoint")
 ap.add_argument("--overrides", default="{}", help="JSON dict of Config fields on top of the test's")
-ap.add_argument("--out", default="runs/resume_loop")
+ap.add_argument("--out", default="runs/resume_loop", help="emptied first; inexact runs stay there")
 args = ap.parse_args()
 overrides = {**OVERRIDES, "dtype": args.dtype, **json.loads(args.overrides)}
 out = Path(args.out)
