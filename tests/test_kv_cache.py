@@ -35,6 +35,21 @@ def test_dropping_finished_rows_keeps_each_kept_rows_keys_and_values(keep):
         assert k.shape[2] == 6 and torch.equal(k[:, :, -1:], new) and torch.equal(k[:, :, :5], ref.layers[0].keys[order])
 
 
+def test_transformers_row_selection_keeps_the_buffers_consistent():
+    """DynamicLayer.batch_select_indices (transformers' generation utilities call it) selects rows
+    of the filled views; the override selects the buffers too, so the next update lands in the
+    selected rows (the base version would write into the old buffers and return stale rows)."""
+    cache, ref = _cache(4, 5), _cache(4, 5)
+    idx = torch.tensor([3, 1])
+    for layer in cache.layers:
+        layer.batch_select_indices(idx)
+    new = torch.full((2, 3, 1, 4), 7.0)
+    k, v = cache.layers[0].update(new, new)
+    assert k.shape == (2, 3, 6, 4)
+    assert torch.equal(k[:, :, :5], ref.layers[0].keys[idx]) and torch.equal(k[:, :, 5:], new)
+    assert torch.equal(cache.layers[1].values, ref.layers[1].values[idx])
+
+
 def test_refill_order_moves_only_rows_from_above_the_new_size():
     order, holes, movers = refill_order([0, 2, 3, 6, 7])
     assert holes == [1, 4] and movers == [6, 7] and order == [0, 6, 2, 3, 7]
