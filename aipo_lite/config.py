@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class ConfigError(ValueError):
@@ -33,6 +35,7 @@ TIERS = ("add1d", "add2d", "mul1x2", "add3", "expr3", "units")
 # the controlled-bottleneck tiers (data/make_data.py): valid names, not in the defaults
 BOTTLENECK_TIERS = ("recall", "recall_t")
 TIER_FIELDS = ("train_tiers", "eval_tiers", "probe_tiers", "heldout_tiers")
+MIN_TEMPERATURE = 0.01
 
 
 @dataclass
@@ -59,7 +62,7 @@ class Config:
     task_fields: dict = _f({}, "For user JSONL: map of our field -> your field, e.g. {'question': 'problem'}.")
     task_test_fraction: float = _f(0.2, "One JSONL file without a `split` field: the fraction of tasks held out as the test split (chosen by a hash of the task id, so the same on every machine).")
     task_split_seed: int = _f(0, "Seed of that hash split (kept apart from `seed`, so runs with different seeds share one held-out set).")
-    train_tiers: list = _f(list(TIERS), "Tiers (task `kind`s) to train on; [] = all. With your own tasks, a list of synth tier names only (the defaults, the profiles') means all kinds.")
+    train_tiers: list = _f(list(TIERS), "Tiers (task `kind`s) to train on; [] = all. With your own tasks, the default list (every synth tier) means all kinds; any other list must name kinds your tasks have.")
     eval_tiers: list = _f(list(TIERS), "Tiers to evaluate on; [] = all.")
     prompt_style: str = _f("one_shot", "'one_shot' puts a worked example before the question (SmolLM2 ignores the answer format zero-shot).", ("one_shot", "zero_shot"))
     reward_mode: str = _f("strict", "'strict': only 'Answer: N' or \\boxed{N} count; 'lenient': else the last number in the completion.", ("strict", "lenient"))
@@ -96,7 +99,8 @@ class Config:
     agent_timeout: float = _f(30.0, "Seconds an LLM agent may take per reply before it counts as a fault (then retry/fallback).")
     agent_max_new_tokens: int = _f(40, "Max tokens an LLM agent may write per reply.")
     agent_concurrency: int = _f(8, "openai backend: the consults due at one decode step go to the server concurrently, at most this many at once (a slow server does not serialize a step); 1 = one at a time. rule and hf agents answer one at a time.")
-    agent_retries: int = _f(1, "Retries of a failed or invalid agent reply before the fallback (the rule agent).")
+    agent_retries: int = _f(1, "Retries of a failed or invalid agent reply before the fallback (the rule agent); at most 10 (back-off 0.05 * 2^k s, capped at 2 s).")
+    agent_max_fallback_rate: float = _f(0.5, "Stop training when more than this fraction of an LLM agent's calls (hf/openai backend, counted from the run's start once it has made 8) fell back to the rule agent or failed, with the first fault's text: the run would otherwise be a rule-agent run under another name. 1 = never stop.")
     detector_entropy: bool = _f(True, "Consult when windowed token entropy spikes (see detector_*).")
     detector_every_line: bool = _f(False, "Consult the Reasoning agent at every line end while the budget lasts: with consult_budget >= the solution's steps, a rollout is guided through every step of the reference solution.")
     detector_window: int = _f(8, "Tokens in the entropy window.")
@@ -127,6 +131,7 @@ class Config:
     weight_decay: float = _f(0.0, "AdamW weight decay.")
     max_grad_norm: float = _f(1.0, "Gradient-norm clip; 0 = off.")
     train_steps: int = _f(20, "Optimizer steps (one rollout batch each).")
+    max_skipped_in_row: int = _f(3, "Stop training (naming the step and the cause) after this many updates in a row were skipped for a non-finite loss or gradient.")
     prompts_per_step: int = _f(4, "Training prompts per step (each gets g_ind + g_asst rollouts).")
     micro_batch_size: int = _f(16, "Sequences per forward/backward; all of a step's rollouts make one update (gradient accumulation).")
     train_eval_every: int = _f(5, "Agent-free evaluation on the held-out slice every N steps (and at the end); 0 = only at the end.")
@@ -165,8 +170,10 @@ class Config:
                 raise ConfigError(f"{f.name}={value!r} is not valid; choose one of {list(choices)}")
             expected = {"int": int, "float": (int, float), "bool": bool, "str": str,
                         "list": list, "dict": dict}[f.type]
-            if not isinstance(value, expected) or (f.type == "int" and isinstance(value, bool)):
+            if not isinstance(value, expected) or (f.type in ("int", "float") and isinstance(value, bool)):
                 raise ConfigError(f"{f.name}={value!r} must be of type {f.type}")
+            if f.type == "float" and not math.isfinite(value):
+                raise ConfigError(f"{f.name}={value!r} must be a finite number")
         _check(self.lora_r >= 0, "lora_r", self.lora_r, "must be >= 0")
         _check(self.lora_alpha > 0, "lora_alpha", self.lora_alpha, "must be > 0")
         _check(0 <= self.lora_dropout < 1, "lora_dropout", self.lora_dropout, "must be in [0, 1)")
@@ -175,12 +182,12 @@ class Config:
         bad = [b for b in self.compare_backends if b not in BACKENDS]
         _check(not bad and bool(self.compare_backends), "compare_backends", self.compare_backends,
                f"must be a non-empty list of backends from {list(BACKENDS)}")
-        for name in TIER_FIELDS:
+        for name in TIER_FIELDS:  # other task sources: checked against the tasks when they load (tasks.from_config)
+            tiers = getattr(self, name)
+            _check(all(isinstance(t, str) for t in tiers), name, tiers, "must be a list of tier names (strings)")
             if self.tasks == "synth":
-                bad = [t for t in getattr(self, name) if t not in TIERS + BOTTLENECK_TIERS]
+                bad = [t for t in tiers if t not in TIERS + BOTTLENECK_TIERS]
                 _check(not bad, name, bad, f"unknown tier(s); the synth suite has {list(TIERS + BOTTLENECK_TIERS)}")
-            elif all(t in TIERS + BOTTLENECK_TIERS for t in getattr(self, name)):  # synth names: all of the user's kinds
-                setattr(self, name, [])
         _check(0 < self.task_test_fraction < 1, "task_test_fraction", self.task_test_fraction, "must be in (0, 1)")
         _check(self.tis_cap >= 0, "tis_cap", self.tis_cap, "must be >= 0 (0 = no correction)")
         _check(self.agent_concurrency >= 1, "agent_concurrency", self.agent_concurrency, "must be >= 1")
@@ -205,12 +212,25 @@ class Config:
         _check(self.guidance_fade_steps >= 0, "guidance_fade_steps", self.guidance_fade_steps, "must be >= 0")
         _check(not self.guide_only_failed or self.g_ind >= 1, "guide_only_failed", self.guide_only_failed,
                "needs g_ind >= 1 (independent rollouts decide which problems failed)")
-        _check(self.rollout_temperature > 0, "rollout_temperature", self.rollout_temperature, "must be > 0")
+        _check(self.rollout_temperature >= MIN_TEMPERATURE, "rollout_temperature", self.rollout_temperature,
+               f"must be >= {MIN_TEMPERATURE} (lower overflows the tempered logits)")
         _check(self.rollout_max_new_tokens >= 1, "rollout_max_new_tokens", self.rollout_max_new_tokens, "must be >= 1")
         for name in ("detector_window", "detector_init_tokens"):
             _check(getattr(self, name) >= 1, name, getattr(self, name), "must be >= 1")
         _check(self.detector_tau_abs >= 0, "detector_tau_abs", self.detector_tau_abs, "must be >= 0")
-        _check(self.agent_timeout > 0, "agent_timeout", self.agent_timeout, "must be > 0")
+        _check(0 < self.agent_timeout <= 3600, "agent_timeout", self.agent_timeout, "must be in (0, 3600] seconds")
+        _check(self.agent_retries <= 10, "agent_retries", self.agent_retries, "must be <= 10")
+        _check(0 <= self.agent_max_fallback_rate <= 1, "agent_max_fallback_rate", self.agent_max_fallback_rate,
+               "must be in [0, 1]")
+        _check(self.max_skipped_in_row >= 1, "max_skipped_in_row", self.max_skipped_in_row, "must be >= 1")
+        url = urlsplit(self.agent_base_url)
+        try:
+            port_ok = url.port is None or url.port > 0
+        except ValueError:
+            port_ok = False
+        _check(url.scheme in ("http", "https") and bool(url.hostname) and port_ok and not url.query and not url.fragment,
+               "agent_base_url", self.agent_base_url,
+               "must be an http:// or https:// URL with a host, e.g. 'http://127.0.0.1:8080/v1'")
         _check(self.agent_max_new_tokens >= 1, "agent_max_new_tokens", self.agent_max_new_tokens, "must be >= 1")
         _check(0 <= self.agent_w_min <= self.agent_w_max, "agent_w_min", self.agent_w_min,
                f"must be in [0, agent_w_max={self.agent_w_max}]")
@@ -232,15 +252,18 @@ class Config:
         _check(self.grid_eval_n >= 1, "grid_eval_n", self.grid_eval_n, "must be >= 1")
         _check(self.grid_eval_problems_per_tier >= 0, "grid_eval_problems_per_tier", self.grid_eval_problems_per_tier,
                "must be >= 0")
-        _check(len(self.grid_seeds) >= 1 and all(isinstance(x, int) for x in self.grid_seeds), "grid_seeds",
-               self.grid_seeds, "must be a non-empty list of ints")
+        _check(len(self.grid_seeds) >= 1 and all(isinstance(x, int) and not isinstance(x, bool) for x in self.grid_seeds),
+               "grid_seeds", self.grid_seeds, "must be a non-empty list of ints")
+        _check(len(set(self.grid_seeds)) == len(self.grid_seeds), "grid_seeds", self.grid_seeds,
+               "has duplicates (each seed would be counted twice)")
         bad = sorted(set(self.grid_overrides) - {f.name for f in dataclasses.fields(self)} | {"grid_overrides"} & set(self.grid_overrides))
         _check(not bad, "grid_overrides", bad, "are not Config fields (or nest grid_overrides)")
         _check(self.eval_problems_per_tier >= 0, "eval_problems_per_tier", self.eval_problems_per_tier, "must be >= 0")
         _check(self.eval_n >= 1, "eval_n", self.eval_n, "must be >= 1")
-        _check(bool(self.eval_ks) and all(isinstance(k, int) and 1 <= k <= self.eval_n for k in self.eval_ks),
+        _check(bool(self.eval_ks) and all(isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= self.eval_n for k in self.eval_ks),
                "eval_ks", self.eval_ks, f"must be a non-empty list of ints in [1, eval_n={self.eval_n}]")
-        _check(self.eval_temperature >= 0, "eval_temperature", self.eval_temperature, "must be >= 0")
+        _check(self.eval_temperature == 0 or self.eval_temperature >= MIN_TEMPERATURE, "eval_temperature",
+               self.eval_temperature, f"must be 0 (greedy) or >= {MIN_TEMPERATURE} (lower overflows the tempered logits)")
         _check(self.eval_temperature > 0 or self.eval_n == 1, "eval_temperature", self.eval_temperature,
                "0 (greedy) gives identical samples: set eval_n=1")
         _check(0 < self.eval_top_p <= 1, "eval_top_p", self.eval_top_p, "must be in (0, 1]")
@@ -251,14 +274,18 @@ class Config:
     # --- construction ----------------------------------------------------------------
     @classmethod
     def from_profile(cls, profile: str = "demo", **overrides) -> "Config":
-        """The named preset with `overrides` on top; unknown names raise ConfigError."""
+        """The named preset with `overrides` on top; unknown names raise ConfigError. With a task
+        source other than 'synth', the preset's tier lists (synth tiers) become [] (all kinds)."""
         if profile not in PROFILES:
             raise ConfigError(f"profile={profile!r} is not valid; choose one of {list(PROFILES)}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - names)
         if unknown:
             raise ConfigError(f"unknown config field(s) {unknown}; valid fields: {sorted(names)}")
-        return cls(**{**PROFILES[profile], **overrides})
+        preset = dict(PROFILES[profile])
+        if overrides.get("tasks", "synth") != "synth":  # a preset's tiers name synth tiers: with other
+            preset.update({name: [] for name in TIER_FIELDS})  # tasks, all kinds
+        return cls(**{**preset, **overrides})
 
     @classmethod
     def for_notebook(cls, profile: str, run_dir: str, overrides: dict):

@@ -113,11 +113,11 @@ def _ends_with_commit(text: str) -> bool:
 def first_error_char(text: str, answer: str) -> int | None:
     """Where the reasoning first goes wrong: the start of the first false equation, else of
     a committed wrong answer; None when neither occurs (a correct or unfinished solution)."""
-    from .agents import EQUATION, evaluate_expression
+    from .agents import wrong_equations
     from .rewards import _ANSWER, extract_answer, is_equivalent
-    for m in EQUATION.finditer(text):
-        if evaluate_expression(m["lhs"]) != int(m["rhs"]):
-            return m.start()
+    wrong = next(wrong_equations(text), None)  # numbers read as the rule Verify agent reads them
+    if wrong is not None:
+        return wrong[0].start()
     committed = extract_answer(text)
     if committed is not None and not is_equivalent(committed, answer):
         return _ANSWER.search(text).start() if _ANSWER.search(text) else 0

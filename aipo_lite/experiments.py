@@ -4,13 +4,13 @@ trained-policy loading, the agent-weight probe, and the capability-boundary comp
 Equal budget (METHODS.md §3, issue 4): every arm has the same seed, steps, prompts per step
 and rollouts per prompt. `grpo` is plain RLVR: all g_ind + g_asst rollouts independent, no
 agents. `aipo` is the config as given (g_ind independent + g_asst assisted).
-Runs resume from their checkpoints, so re-running a notebook does not retrain.
+Each arm trains in a folder named by its training settings (runinfo.py): re-running a notebook
+with the same settings resumes (does not retrain); a changed setting trains anew.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from pathlib import Path
 
@@ -22,15 +22,19 @@ from .config import Config
 from .engine import Prov
 from .evaluation import EvalResult, pass_at_k
 from .policy import load_policy
+from .runinfo import read_metrics  # noqa: F401  (notebooks import it from here)
 from .trainer import agent_tokens, micro_batches, sequence_logprobs, train
 
 
 def arm_config(cfg: Config, arm: str, root: str | Path, **overrides) -> Config:
-    """The config of one arm under `root`: 'grpo' (no agents; grid.ARMS' definition) or 'aipo' (as configured)."""
+    """The config of one arm under `root`: 'grpo' (no agents; grid.ARMS' definition) or 'aipo'
+    (as configured), in the folder root/<arm>-<key of its training settings> (runinfo.py): a
+    changed setting trains into a new folder, an unchanged one resumes."""
+    from .runinfo import named_run_dir
     if arm == "grpo":
         from .grid import ARMS
         overrides = {**ARMS["grpo"](cfg), **overrides}
-    return dataclasses.replace(cfg, run_dir=str(Path(root) / arm), **overrides)
+    return named_run_dir(dataclasses.replace(cfg, **overrides), root, arm)
 
 
 def extend_to_wall_time(cfg: Config, target_seconds: float, name: str, progress: bool = True) -> list[dict]:
@@ -40,15 +44,12 @@ def extend_to_wall_time(cfg: Config, target_seconds: float, name: str, progress:
     hist = read_metrics(cfg.run_dir)
     per_step = sum(m["step_time"] for m in hist if "step_time" in m) / max(cfg.train_steps, 1)
     steps = max(cfg.train_steps, round(target_seconds / per_step))
-    dst = Path(cfg.run_dir).parent / name
+    dst = Path(cfg.run_dir).parent / f"{name}-{Path(cfg.run_dir).name.rsplit('-', 1)[-1]}"
     if not dst.exists():
         shutil.copytree(cfg.run_dir, dst)
     return train(dataclasses.replace(cfg, run_dir=str(dst), train_steps=steps), progress=progress)
 
 
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
 
 
 def wall_time(history: list[dict]) -> float:

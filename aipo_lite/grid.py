@@ -7,7 +7,10 @@ trained, never in how many there are. Each (arm, seed) trains in its own run fol
 a grid skips finished runs and continues interrupted ones from their last checkpoint. Each
 final adapter (and the base policy, `root/base`) is then evaluated agent-free on the given test
 problems with n samples each (the evaluation sampling seed is the base config's, the same for
-every arm: common random numbers); that result is saved as final_eval.json and reused.
+every arm: common random numbers); that result is saved under the run's evals/ folder, named by
+what it evaluated (the adapter's step and SHA-256, n, the problem ids and the sampling
+settings), and reused only for exactly that. Run folders are named by arm, seed and the key of
+their training settings (runinfo.py), so a changed override trains anew.
 
 The table reports, per arm, tier and k: pass@k as the mean over seeds x problems with a 95%
 two-level bootstrap interval (resample seeds, then problems within each drawn seed, so the
@@ -67,7 +70,8 @@ def arm_config(base: Config, arm: str, seed: int, root: str | Path) -> Config:
     """The config of `arm` at `seed` under `root` (unknown arms raise a ValueError naming them)."""
     if arm not in ARMS:
         raise ValueError(f"arm={arm!r} is not valid; choose one of {list(ARMS)}")
-    return dataclasses.replace(base, run_dir=str(Path(root) / f"{arm}-s{seed}"), seed=seed, **ARMS[arm](base))
+    from .runinfo import named_run_dir
+    return named_run_dir(dataclasses.replace(base, seed=seed, **ARMS[arm](base)), root, f"{arm}-s{seed}")
 
 
 def train_grid(base: Config, arms: list[str], seeds: list[int], root: str | Path, profile: str = "demo",
@@ -90,13 +94,38 @@ def train_grid(base: Config, arms: list[str], seeds: list[int], root: str | Path
 
 
 def final_eval(base: Config, run: Path, tests: list, n: int, trained: bool = True) -> list[dict]:
-    """Agent-free evaluation of run's final adapter (trained=False: the base policy), cached."""
+    """Agent-free evaluation of run's final adapter (trained=False: the base policy), cached
+    under a name that says what was evaluated (eval_key)."""
     from .experiments import load_trained
-    path = run / "final_eval.json"
+    ecfg = dataclasses.replace(base, eval_n=n, eval_ks=sorted({1, n}), bootstrap_samples=0)
+    what = eval_key(ecfg, run if trained else None, tests)
+    path = Path(run) / "evals" / f"final_eval-{what['key']}.json"
     if not path.exists():
-        ecfg = dataclasses.replace(base, eval_n=n, eval_ks=[1, n], bootstrap_samples=0)
-        evaluate(load_trained(ecfg, run if trained else None), tests, ecfg, progress=False).save(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        result = evaluate(load_trained(ecfg, run if trained else None), tests, ecfg, progress=False)
+        result.settings["evaluated"] = what
+        result.save(path)
     return json.loads(path.read_text())["problems"]
+
+
+def eval_key(ecfg: Config, run: Path | None, tests: list) -> dict:
+    """What an evaluation evaluates: the adapter (checkpoint step and SHA-256; None = base
+    model), the model, n, the problem ids and the sampling settings; `key` hashes them."""
+    import hashlib
+
+    from . import checkpoint
+    adapter = None
+    if run is not None:
+        ckpt = checkpoint.latest(run)
+        if ckpt is None:
+            raise FileNotFoundError(f"no checkpoint in {run}: train it first")
+        state = json.loads((ckpt / "state.json").read_text())
+        adapter = {"step": state["step"], "sha256": state.get("files", {}).get("adapter.safetensors", {}).get("sha256")}
+    what = {"adapter": adapter, "model": ecfg.model, "dtype": ecfg.dtype, "load_in_4bit": ecfg.load_in_4bit,
+            "n": ecfg.eval_n, "problems": [t.id for t in tests], "tasks": ecfg.tasks,
+            **{k: getattr(ecfg, k) for k in ("seed", "eval_temperature", "eval_top_p", "eval_max_new_tokens",
+                                             "eval_batch_size", "prompt_style", "reward_mode")}}
+    return {**what, "key": hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]}
 
 
 def _resampled_mean(per_seed: list[list[float]], rng: random.Random) -> float:

@@ -19,26 +19,46 @@ rule fallback, fault counts), which is why they raise on faults instead of hidin
   GGUF-derived safetensors cache; optional 4-bit NF4 via bitsandbytes) once per
   (model, 4-bit, device): the three roles share it. Greedy decoding, `max_new_tokens`,
   stops at the end of the first line; `timeout` bounds generation (transformers `max_time`)
-  and an overrun raises TimeoutError.
-- `OpenAIAgent` uses only the stdlib (urllib + json); `timeout` applies to the HTTP call.
-  Faults surface as ConnectionError (server unreachable), TimeoutError, RuntimeError (HTTP
-  error status) or ValueError (malformed response).
+  and an overrun raises AgentFault("timeout").
+- `OpenAIAgent` uses only the stdlib (http.client); `base_url` must be http(s)://host[:port]/...
+  (else ValueError when built). `timeout` is ONE deadline for the whole call (connect, send,
+  headers, body): a watchdog shuts the socket down when it passes, so a dripping server cannot
+  hang the caller. Bodies over MAX_RESPONSE_BYTES are refused (by Content-Length or counted).
+  Redirects are never followed, so the API key only goes to the configured host and port.
+  `content` may be a string or OpenAI's list of content parts (the text parts are joined).
+- Every fault is an `AgentFault` whose `kind` says what went wrong (Guarded counts it):
+  unreachable (refused, DNS, reset), timeout, http_error (4xx/5xx: status and first 200
+  bytes), redirect, too_large, not_utf8, malformed (not a chat completion).
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import os
 import re
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 
 from .agents import Request
 
 MAX_CHARS = 200
+MAX_RESPONSE_BYTES = 1 << 20  # a chat completion of one short line is far below this
+FAULT_KINDS = ("unreachable", "timeout", "http_error", "redirect", "too_large", "not_utf8", "malformed")
+
+
+class AgentFault(Exception):
+    """A fault of an LLM agent call; `kind` is one of FAULT_KINDS (what `agents.Guarded` counts)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+    def __reduce__(self):  # picklable although the constructor takes two arguments
+        return type(self), (self.kind, self.args[0])
 
 _INSTRUCTIONS = {
     "verify": ("You check a student's arithmetic against the hidden reference solution. If a step or "
@@ -170,11 +190,74 @@ class HFAgent(_LLMAgent):
                                       max_time=self.timeout, pad_token_id=tok.pad_token_id,
                                       stopping_criteria=StoppingCriteriaList([FirstLineDone()]))
         if time.monotonic() - t0 >= self.timeout:
-            raise TimeoutError(f"hf agent ({self.role}) took longer than timeout={self.timeout}s")
+            raise AgentFault("timeout", f"hf agent ({self.role}) took longer than timeout={self.timeout}s")
         return tok.decode(out[0, start:], skip_special_tokens=True)
 
 
 # ---- openai: any OpenAI-compatible chat server -------------------------------------------
+def _content_text(content) -> str:
+    """A message's `content`: a string, or OpenAI's list of parts (the text parts joined)."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if not (isinstance(content, list) and all(isinstance(p, dict) for p in content)):
+        raise TypeError(f"content is neither a string nor a list of parts: {content!r:.200}")
+    texts = [p.get("text") for p in content if p.get("type") == "text" or isinstance(p.get("text"), str)]
+    if not all(isinstance(t, str) for t in texts):
+        raise TypeError(f"a text part has no text string: {content!r:.200}")
+    return "".join(texts)
+
+
+def _post(url: str, body: bytes, headers: dict, timeout: float) -> bytes:
+    """POST `body` to `url`: the 2xx reply body within `timeout` seconds in all, or AgentFault."""
+    u, deadline = urllib.parse.urlsplit(url), time.monotonic() + timeout
+    cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
+    conn, done, lock, state = cls(u.hostname, u.port, timeout=timeout), threading.Event(), threading.Lock(), {}
+    late = f"{url}: no complete reply within timeout={timeout}s"
+
+    def watchdog():  # at the deadline, unless done, shut the socket down: a blocked send or read returns
+        if not done.wait(timeout):
+            with lock, contextlib.suppress(OSError):  # under the lock: the socket is not closed yet
+                state["expired"] = not done.is_set()
+                if state["expired"] and conn.sock is not None:  # (the plain socket's shutdown, also under TLS)
+                    socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)
+
+    threading.Thread(target=watchdog, daemon=True).start()
+    try:
+        conn.connect()  # sets conn.sock: from now on the watchdog can shut it down, or it expired already
+        if state.get("expired"):
+            raise AgentFault("timeout", late)
+        conn.request("POST", u.path + (f"?{u.query}" if u.query else ""), body, headers)
+        resp = conn.getresponse()
+        if 300 <= resp.status < 400:
+            raise AgentFault("redirect", f"{url} answered HTTP {resp.status} redirecting to "
+                             f"{resp.getheader('Location')!r}; the kit follows no redirects "
+                             "(set agent_base_url to the final address)")
+        if resp.status < 400 and (resp.length or 0) > MAX_RESPONSE_BYTES:
+            raise AgentFault("too_large", f"{url} announces {resp.length} bytes > {MAX_RESPONSE_BYTES=}")
+        data, want = bytearray(), 200 if resp.status >= 400 else MAX_RESPONSE_BYTES + 1  # error page: its start
+        while len(data) < want and time.monotonic() < deadline and (chunk := resp.read1(1 << 16)):
+            data += chunk
+        if state.get("expired") or time.monotonic() >= deadline:
+            raise AgentFault("timeout", late)
+        if len(data) > MAX_RESPONSE_BYTES:
+            raise AgentFault("too_large", f"{url} sent more bytes than {MAX_RESPONSE_BYTES=}")
+        if resp.status >= 400:
+            raise AgentFault("http_error", f"{url} answered HTTP {resp.status}: {bytes(data[:200])!r}")
+        if resp.length:  # EOF before the announced Content-Length
+            raise AgentFault("unreachable", f"{url} hung up {resp.length} bytes before the end of its reply")
+        return bytes(data)
+    except (OSError, http.client.HTTPException) as e:  # AgentFault is neither: it passes
+        if state.get("expired") or isinstance(e, TimeoutError):
+            raise AgentFault("timeout", f"{late} ({e!r})") from e
+        if isinstance(e, (OSError, http.client.IncompleteRead)):  # refused, DNS, reset, TLS, cut off
+            raise AgentFault("unreachable", f"{url} is unreachable: {e!r}") from e
+        raise AgentFault("malformed", f"{url} sent a broken HTTP reply: {e!r}") from e
+    finally:
+        with lock:
+            done.set()
+        conn.close()
+
+
 class OpenAIAgent(_LLMAgent):
     backend = "openai"
 
@@ -184,29 +267,33 @@ class OpenAIAgent(_LLMAgent):
         super().__init__(role, timeout, max_new_tokens, max_chars)
         self.model, self.base_url = model, base_url.rstrip("/")
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "")
+        try:  # u.port raises on a port that is not a number
+            u = urllib.parse.urlsplit(self.base_url)
+            ok = u.scheme in ("http", "https") and bool(u.hostname) and u.port != 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"agent_base_url {base_url!r} is not an http:// or https:// URL "
+                             "(e.g. 'http://127.0.0.1:8080/v1')")
 
     def complete(self, messages: list[dict]) -> str:
         url = f"{self.base_url}/chat/completions"
         body = json.dumps({"model": self.model, "messages": messages, "temperature": 0.0,
                            "max_tokens": self.max_new_tokens}).encode()
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
+        raw = _post(url, body, headers, self.timeout)
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, body, headers), timeout=self.timeout) as r:
-                raw = r.read()
-        except urllib.error.HTTPError as e:
-            raise RuntimeError(f"{url} answered HTTP {e.code}: {e.read()[:200]!r}") from e
-        except urllib.error.URLError as e:
-            if isinstance(e.reason, (socket.timeout, TimeoutError)):
-                raise TimeoutError(f"{url}: no reply within timeout={self.timeout}s") from e
-            raise ConnectionError(f"{url} is unreachable: {e.reason}") from e
-        except (socket.timeout, TimeoutError) as e:
-            raise TimeoutError(f"{url}: no reply within timeout={self.timeout}s") from e
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise AgentFault("not_utf8", f"{url} sent a reply that is not UTF-8 ({e.reason} at byte "
+                             f"{e.start}): {raw[:200]!r}") from None
         try:
-            return json.loads(raw)["choices"][0]["message"]["content"] or ""
+            return _content_text(json.loads(text)["choices"][0]["message"]["content"])
         except (ValueError, KeyError, IndexError, TypeError) as e:
-            raise ValueError(f"{url} sent a malformed chat completion: {raw[:200]!r}") from e
+            raise AgentFault("malformed", f"{url} sent a malformed chat completion ({e!r:.200}): "
+                             f"{raw[:200]!r}") from e
 
 
 BACKENDS = {"hf": HFAgent, "openai": OpenAIAgent}

@@ -195,6 +195,22 @@ def use_deterministic_kernels(on: bool) -> None:
     torch.use_deterministic_algorithms(on)
 
 
+def check_lengths(cfg: Config, path: str) -> None:
+    """Token budgets must fit the model's context (a KV cache of that size is preallocated):
+    a ConfigError naming the field, before the weights load."""
+    from transformers import AutoConfig
+
+    from .config import ConfigError
+    context = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
+    if not context:
+        return
+    for name in ("rollout_max_new_tokens", "eval_max_new_tokens", "agent_max_new_tokens"):
+        value = getattr(cfg, name)
+        if value >= context:
+            raise ConfigError(f"{name}={value} does not fit the context of {cfg.model} ({context} tokens, "
+                              "prompt included)")
+
+
 def load_policy(cfg: Config) -> Policy:
     """Load tokenizer and model per `cfg` (model, device, dtype, load_in_4bit, lora_*)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -208,6 +224,7 @@ def load_policy(cfg: Config) -> Policy:
         keep_freed_host_memory()  # no page fault per freed-and-reallocated block (host_memory.py)
     dtype = resolve_dtype(cfg.dtype, device)
     path = resolve_model_path(cfg)
+    check_lengths(cfg, path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = "left"  # batched generation continues at the right edge
     if tokenizer.pad_token is None:

@@ -122,7 +122,7 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
     tok = policy.tokenizer
     hook = Assist(tok, detector, agents, consult_budget, guidance_form)
     rows, meta = [], []
-    for task in tasks:
+    for i, task in enumerate(tasks):
         plain = tok.encode(agent_free_prompt(tok, task.question, prompt_style, task.kind), add_special_tokens=False)
         asst = plain if guidance_form == "inline" else tok.encode(
             assisted_prompt(tok, task.question, prompt_style), add_special_tokens=False)
@@ -131,7 +131,7 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
             row = Row(prompt_ids=prompt + prefix, max_new_tokens=max_new_tokens,
                       state=_row_state(task, assisted, detector), commit=-1 if assisted else 0)
             rows.append(row)
-            meta.append((task, assisted, prompt, prefix))
+            meta.append((i, task, assisted, prompt, prefix))
     with ThreadPoolExecutor(concurrency) if concurrency > 1 and agents else nullcontext() as pool:
         if detector.every_line:  # guidance before the first token: the first step, then the policy
             first = [row for row in rows if row.state["assisted"]]
@@ -139,16 +139,16 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
         stats = engine.run(policy.sampler(), tok, rows, temperature=temperature, top_p=top_p,
                            on_token=hook, generator=generator, stop=commit_machine(tok),
                            extra_room=FEEDBACK_ROOM * consult_budget if g_asst else 0, hook_pool=pool)
-    groups: dict[str, list[Rollout]] = {t.id: [] for t in tasks}
-    for row, (task, assisted, prompt, prefix) in zip(rows, meta):
+    groups: list[list[Rollout]] = [[] for _ in tasks]  # by position: a task drawn twice gets two groups
+    for row, (i, task, assisted, prompt, prefix) in zip(rows, meta):
         ids = [*prefix, *row.ids]
         n = len(prefix)
         r = Rollout(task, assisted, prompt, ids, [Prov.POLICY] * n + row.prov, [float("nan")] * n + row.logprobs,
                     [float("nan")] * n + row.entropies, tok.decode(ids, skip_special_tokens=True),
                     row.finished, row.state["consults"], prefix_len=n)
         r.reward = score(_final_text(r, tok), task.answer, reward_mode)
-        groups[task.id].append(r)
-    return [groups[t.id] for t in tasks], stats
+        groups[i].append(r)
+    return groups, stats
 
 
 def _row_state(task: Task, assisted: bool, detector: Detector) -> dict:

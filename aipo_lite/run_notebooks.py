@@ -7,8 +7,8 @@
 Every notebook takes the same three papermill parameters: `profile` (a preset in
 aipo_lite.config.PROFILES), `run_dir` (its output folder) and `overrides` (Config fields).
 Under --out you get the executed notebooks, one folder of figures/results per notebook and
-summary.json (status and wall time of each). The overrides are validated before anything
-runs; a bad one is reported naming the field.
+summary.json (status and wall time of each). The overrides and --only names are validated
+before anything runs; a bad one is reported naming the field (exit status 2).
 """
 
 from __future__ import annotations
@@ -24,11 +24,29 @@ from .config import Config, ConfigError
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
 
+RESERVED = ("profile", "run_dir")  # papermill parameters of their own, not overrides
+
+
 def notebooks(only: list[str] | None = None) -> list[Path]:
+    """The notebooks to run; an `only` name that matches none raises ConfigError listing them."""
     found = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
     if only:
+        unknown = [o for o in only if not any(nb.name.startswith(o) for nb in found)]
+        if unknown:
+            raise ConfigError(f"--only {unknown} matches no notebook; the notebooks are "
+                              f"{[nb.stem for nb in found]} (give a prefix such as 04)")
         found = [nb for nb in found if any(nb.name.startswith(o) for o in only)]
     return found
+
+
+def check_overrides(overrides) -> None:
+    """Overrides must be a dict of Config fields other than the reserved papermill parameters."""
+    if not isinstance(overrides, dict):
+        raise ConfigError("--overrides must be a JSON object of Config fields")
+    reserved = [k for k in RESERVED if k in overrides]
+    if reserved:
+        raise ConfigError(f"--overrides may not set {reserved}: use --profile for the preset and --out for "
+                          "the run folder (each notebook gets its own folder under it)")
 
 
 def run(profile: str, out: Path, overrides: dict | None = None, only: list[str] | None = None,
@@ -36,10 +54,12 @@ def run(profile: str, out: Path, overrides: dict | None = None, only: list[str] 
     import papermill as pm
 
     overrides = overrides or {}
+    check_overrides(overrides)
     Config.from_profile(profile, **overrides)  # fail before executing anything
+    chosen = notebooks(only)
     out.mkdir(parents=True, exist_ok=True)
     summary = {"profile": profile, "overrides": overrides, "notebooks": []}
-    for nb in notebooks(only):
+    for nb in chosen:
         run_dir = out / nb.stem
         entry = {"notebook": nb.name, "run_dir": str(run_dir)}
         print(f"== {nb.name} -> {out / nb.name}", flush=True)
@@ -71,8 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         overrides = json.loads(args.overrides)
-        if not isinstance(overrides, dict):
-            raise ConfigError("--overrides must be a JSON object of Config fields")
         summary = run(args.profile, Path(args.out), overrides, args.only)
     except (ConfigError, json.JSONDecodeError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -35,6 +35,10 @@ SUITES = {"synth": DATA_DIR / "synth"}
 SPLITS = ("train", "test")
 
 
+class UnknownTiers(ValueError):
+    """Tiers asked for that the task source does not have."""
+
+
 class TaskFormatError(ValueError):
     """A task row is malformed; the message names the file, line and field."""
 
@@ -80,7 +84,7 @@ def load_tasks(source: str | os.PathLike = "synth", split: str = "test", tiers=N
         known = sorted({t.kind for t in tasks})
         unknown = [t for t in tiers if t not in known]
         if unknown:
-            raise ValueError(f"tiers={unknown} not found in {path} ({split}); it has {known}")
+            raise UnknownTiers(f"tiers={unknown} not found in {path} ({split}); it has {known}")
         tasks = [t for t in tasks if t.kind in set(tiers)]
     if limit_per_tier:
         counts: dict[str, int] = defaultdict(int)
@@ -93,10 +97,20 @@ def load_tasks(source: str | os.PathLike = "synth", split: str = "test", tiers=N
     return tasks
 
 
-def from_config(cfg, split: str, tiers=None, limit_per_tier: int = 0) -> list[Task]:
-    """load_tasks with the config's source, field mapping and split settings."""
-    return load_tasks(cfg.tasks, split, tiers, limit_per_tier, fields=cfg.task_fields,
-                      test_fraction=cfg.task_test_fraction, split_seed=cfg.task_split_seed)
+def from_config(cfg, split: str, tiers=None, limit_per_tier: int = 0, field: str | None = None) -> list[Task]:
+    """load_tasks with the config's source, field mapping and split settings. `tiers` is the
+    value of the config field `field` (default: the tier field of cfg that `tiers` is): with a
+    task source other than the synth suite, the default list (every synth tier) means all
+    kinds; tiers the source lacks raise a ConfigError naming the field, before any work."""
+    from .config import TIER_FIELDS, TIERS, ConfigError
+    field = field or next((n for n in TIER_FIELDS if getattr(cfg, n) is tiers), "tiers")
+    if cfg.tasks != "synth" and list(tiers or []) == list(TIERS):
+        tiers = []
+    try:
+        return load_tasks(cfg.tasks, split, tiers, limit_per_tier, fields=cfg.task_fields,
+                          test_fraction=cfg.task_test_fraction, split_seed=cfg.task_split_seed)
+    except UnknownTiers as e:
+        raise ConfigError(f"{field}={list(tiers)!r}: {e}; set {field}=[] for all kinds") from e
 
 
 def _hf_source(source, split: str) -> tuple[str, object] | None:

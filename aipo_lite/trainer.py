@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -51,7 +50,7 @@ METRICS = ("step", "reward_mean", "reward_ind", "reward_asst", "zero_std_frac", 
            "assisted_per_group", "guided_groups",
            "agent_tokens", "agent_w_mean", "agent_w_min", "agent_w_max", "kl", "sampler_logp_gap", "sampler_kl",
            "tis_w_mean", "tis_capped_frac", "loss", "grad_norm",
-           "skipped_updates", "rollout_s", "update_s", "step_time", "tokens_per_s")
+           "skipped_update", "skipped_updates", "rollout_s", "update_s", "step_time", "tokens_per_s")
 
 
 def _pad(rows: list[list], fill, dtype, device) -> torch.Tensor:
@@ -134,6 +133,8 @@ def update(policy, opt, seqs: list[TrainSeq], cfg: Config) -> dict:
         policy.mark_updated()
     else:
         out["skipped"] = 1
+        out["skip_cause"] = (f"non-finite {'loss' if not math.isfinite(total) else 'gradient norm'} "
+                             f"(loss {total}, gradient norm {float(norm)})")
     opt.zero_grad(set_to_none=True)
     return out
 
@@ -169,8 +170,17 @@ def assign_advantages(seqs: list[TrainSeq], cfg: Config) -> tuple[list[TrainSeq]
     return kept, zero / max(len(groups), 1)
 
 
+class TrainingStopped(RuntimeError):
+    """A safety stop: updates skipped in a row, or an LLM agent that mostly fell back."""
+
+
 def train(cfg: Config, policy=None, progress: bool = True, start_eval: dict | None = None) -> list[dict]:
     """Train per `cfg` (resuming from run_dir's checkpoint when cfg.resume). Returns the metrics.
+
+    Before any work the run folder is checked (runinfo.py): a folder that holds a run trained
+    with other training settings raises a ConfigError naming each differing field; one that
+    already holds more steps than `train_steps` too. A finished run with the same settings is
+    returned as it is; a shorter one continues exactly from its last intact checkpoint.
 
     `start_eval`: the step-0 held-out evaluation when the caller already has it (the metrics of
     another arm's step 0). At step 0 every arm's policy is the base model (LoRA B = 0), and the
@@ -178,7 +188,8 @@ def train(cfg: Config, policy=None, progress: bool = True, start_eval: dict | No
     model get identical step-0 evaluations; notebook 04 computes it once for both arms."""
     from tqdm.auto import tqdm
 
-    from . import checkpoint
+    from . import checkpoint, runinfo
+    from .agents import agent_metrics, fallback_problem
     from .policy import load_policy
 
     for name, value, valid in [("algorithm", cfg.algorithm, obj.ALGORITHMS), ("agent_weight", cfg.agent_weight, obj.WEIGHTS),
@@ -187,19 +198,19 @@ def train(cfg: Config, policy=None, progress: bool = True, start_eval: dict | No
         obj.check_choice(name, value, valid)
     run = Path(cfg.run_dir)
     metrics_path = run / "metrics.jsonl"
-    ckpt = checkpoint.latest(run) if cfg.resume else None
+    tasks = tasks_from_config(cfg, "train", cfg.train_tiers, field="train_tiers")
+    held = tasks_from_config(cfg, "test", cfg.heldout_tiers, cfg.train_eval_problems_per_tier, field="heldout_tiers")
+    record = runinfo.training(cfg, tasks)
+    ckpt = runinfo.open_run(run, cfg, record)
     if ckpt is not None and json.loads((ckpt / "state.json").read_text())["step"] >= cfg.train_steps:
-        print(f"{run} is already trained to step {cfg.train_steps} ({ckpt.name}); nothing to do")
-        return [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
+        print(f"{run} is already trained to step {cfg.train_steps} with these settings ({ckpt.name}); nothing to do")
+        return runinfo.read_metrics(run)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     policy = policy or load_policy(cfg)
     if not policy.has_lora:
         raise ValueError("train() needs a LoRA policy: set lora_r > 0")
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-    tasks = tasks_from_config(cfg, "train", cfg.train_tiers)
-    held = tasks_from_config(cfg, "test", cfg.heldout_tiers, cfg.train_eval_problems_per_tier)
+    runinfo.write(run, cfg, record)
     agents, detector = agents_from_config(cfg), detector_from_config(cfg)
     opt = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad],
                             lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -210,19 +221,19 @@ def train(cfg: Config, policy=None, progress: bool = True, start_eval: dict | No
         policy.mark_updated()
         checkpoint.truncate_metrics(metrics_path, state["step"])
         print(f"resumed from {ckpt} (step {state['step']})")
-    elif metrics_path.exists():
-        metrics_path.unlink()
-    history = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
+    history = runinfo.read_metrics(run)
     if state["step"] == 0 and not history:
         given = {k: v for k, v in (start_eval or {}).items() if k.startswith("eval_")}
         history.append({"step": 0, **(given or heldout_eval(policy, cfg, held))})
-        _append(metrics_path, history[-1])
+        runinfo.append_metrics(metrics_path, history[-1])
     bar = tqdm(range(state["step"], cfg.train_steps), initial=state["step"], total=cfg.train_steps,
                desc="train", disable=not progress)
     buffer = rrl.ReplayBuffer(cfg.rrl_capacity, cfg.rrl_max_age, cfg.rrl_max_replays, state.get("rrl")) \
         if cfg.rrl_groups else None
+    skipped_in_row = 0
     for step in bar:
         t0 = time.perf_counter()
+        before = agent_metrics(agents)
         groups, replays, rstats = step_groups(policy, tasks, buffer, agents, detector, cfg, step, state["cursor"], gen)
         t1 = time.perf_counter()
         all_seqs = to_train_seqs(groups + replays, policy.tokenizer, cfg.view, cfg.credit, cfg.prompt_style)
@@ -232,12 +243,16 @@ def train(cfg: Config, policy=None, progress: bool = True, start_eval: dict | No
         up = update(policy, opt, seqs, cfg)
         t2 = time.perf_counter()
         state["step"], state["cursor"] = step + 1, state["cursor"] + rstats["fresh"]
-        state["skipped_updates"] += up.pop("skipped")
+        skipped, cause = up.pop("skipped"), up.pop("skip_cause", None)
+        state["skipped_updates"] += skipped
+        skipped_in_row = skipped_in_row + 1 if skipped else 0
         m = {"step": step + 1, **rollout_metrics(groups + replays), "zero_std_frac": zero_frac,
              **{k: v for k, v in rstats.items() if k in METRICS},
-             "groups_kept": len({s.group for s in seqs}), **up, "skipped_updates": state["skipped_updates"],
+             "groups_kept": len({s.group for s in seqs}), **up, "skipped_update": skipped,
+             "skipped_updates": state["skipped_updates"],
              "rollout_s": t1 - t0, "update_s": t2 - t1, "step_time": t2 - t0,
-             "tokens_per_s": (rstats["policy_tokens"] + rstats["forced_tokens"]) / max(t1 - t0, 1e-9)}
+             "tokens_per_s": (rstats["policy_tokens"] + rstats["forced_tokens"]) / max(t1 - t0, 1e-9),
+             **agent_metrics(agents, before)}
         if buffer is not None:
             m["rrl_stored"] = rrl.harvest(buffer, groups, policy.tokenizer, cfg, step)
             buffer.expire(step + 1)
@@ -246,20 +261,19 @@ def train(cfg: Config, policy=None, progress: bool = True, start_eval: dict | No
         if last or (cfg.train_eval_every and (step + 1) % cfg.train_eval_every == 0):
             m.update(heldout_eval(policy, cfg, held))
         history.append(m)
-        _append(metrics_path, m)
+        runinfo.append_metrics(metrics_path, m)
         bar.set_postfix(reward=f"{m['reward_mean']:.2f}", loss=f"{m['loss']:.3f}")
         if cfg.log_completions_every and (step + 1) % cfg.log_completions_every == 0:
             bar.write(f"step {step + 1}\n{_completions_table(groups)}")
+        if skipped_in_row >= cfg.max_skipped_in_row:
+            raise TrainingStopped(f"stopped at step {step + 1}: {skipped_in_row} updates in a row were skipped "
+                                  f"(max_skipped_in_row={cfg.max_skipped_in_row}); the last for a {cause}. "
+                                  f"Metrics up to this step are in {metrics_path}.")
+        if why := fallback_problem(agents, cfg.agent_max_fallback_rate):
+            raise TrainingStopped(f"stopped at step {step + 1}: {why}. Per-step counts: {metrics_path}")
         if last or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0):
             checkpoint.save(run, policy.model, opt, gen, state)
     return history
-
-
-def _append(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,7 +23,8 @@
 # includes `expr3`, where the base model's pass@k is ≈ 0 and plain GRPO gets no gradient.
 # Held-out pass@1 is always agent-free (plain prompt, no tags, no detector). Assisted steps
 # cost more, so a third curve continues GRPO to AIPO's wall time (`equal_wall_time`).
-# Runs resume from their checkpoints: re-running this notebook does not retrain.
+# Each arm trains in a folder named by its training settings (`grpo-<key>`, `aipo-<key>`): re-running
+# with the same settings resumes and does not retrain; a changed override trains anew.
 
 # %% tags=["parameters"]
 profile = "demo"                  # preset in aipo_lite.config.PROFILES
@@ -70,10 +71,16 @@ for arm, hist in histories.items():
                   "start": {k: v for k, v in evals[0].items() if k.startswith("eval_pass1")},
                   "end": {k: v for k, v in evals[-1].items() if k.startswith("eval_pass1")},
                   "zero_std_frac": sum(m["zero_std_frac"] for m in steps) / len(steps),
-                  "consult_rate": steps[-1]["consult_rate"]}
+                  "consult_rate": steps[-1]["consult_rate"],
+                  # agent calls, and those answered by the rule fallback or not at all (LLM backends)
+                  "agent_calls": sum(v for m in steps for k, v in m.items() if k.startswith("agents/") and k.endswith("/calls")),
+                  "agent_fallbacks": sum(v for m in steps for k, v in m.items()
+                                         if k.startswith("agents/") and k.endswith(("/fallbacks", "/failed")))}
 tiers = [k for k in table["aipo"]["end"]]
-print(f"{'run':16s} {'steps':>5s} {'wall s':>8s} " + " ".join(f"{t.replace('eval_pass1', 'p@1'):>14s}" for t in tiers))
+print(f"{'run':16s} {'steps':>5s} {'wall s':>8s} " + " ".join(f"{t.replace('eval_pass1', 'p@1'):>14s}" for t in tiers)
+      + "  agent calls (fallbacks)")
 for arm, row in table.items():
     print(f"{arm:16s} {row['steps']:5d} {row['wall_s']:8.0f} "
-          + " ".join(f"{row['start'].get(t, float('nan')):6.3f}->{row['end'].get(t, float('nan')):6.3f}" for t in tiers))
+          + " ".join(f"{row['start'].get(t, float('nan')):6.3f}->{row['end'].get(t, float('nan')):6.3f}" for t in tiers)
+          + f"  {row['agent_calls']} ({row['agent_fallbacks']})")
 (out / "training.json").write_text(json.dumps(table, indent=1))

@@ -43,11 +43,12 @@ from aipo_lite.trainer import train
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 sibling = Path(cfg.run_dir).parent / "04_training"
-root = sibling if (sibling / "aipo" / "checkpoints" / "latest").exists() else out
+# notebook 04's runs if it trained these very settings (folders are named by them), else train here
+root = sibling if all((Path(arm_config(cfg, a, sibling).run_dir) / "checkpoints").exists() for a in ("grpo", "aipo")) else out
 print("trained runs from:", root)
 
 # %%
-ks = [2 ** i for i in range(7) if 2 ** i <= cfg.boundary_n]
+ks = sorted({2 ** i for i in range(cfg.boundary_n.bit_length())} | {cfg.boundary_n})  # 1, 2, 4, ... and boundary_n
 ecfg = dataclasses.replace(cfg, eval_n=cfg.boundary_n, eval_ks=ks)
 tasks = tasks_from_config(cfg, "test", cfg.heldout_tiers, cfg.boundary_problems_per_tier)
 results = {}
@@ -56,7 +57,7 @@ for name in ("base", "grpo", "aipo"):
         policy = load_trained(cfg)
     else:
         arm = arm_config(cfg, name, root)
-        train(arm)  # no-op when notebook 04 already finished it (resumes from its last checkpoint)
+        train(arm)  # no-op when notebook 04 already trained these settings
         policy = load_trained(arm, arm.run_dir)
     results[name] = evaluate(policy, tasks, ecfg)  # same tasks, same sampling settings and seed
     del policy

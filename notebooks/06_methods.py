@@ -24,7 +24,8 @@
 # Each arm runs with every seed of `grid_seeds`; the final adapters are evaluated **agent-free**
 # on the held-out tiers; pass@k is the mean over seeds × problems with a 95 % two-level
 # bootstrap interval (seeds, then problems). A difference counts only when the interval of the
-# difference excludes 0. Runs resume: re-running this notebook trains nothing that is done.
+# difference excludes 0. Each run's folder is named by arm, seed and
+# its training settings: re-running with the same settings trains nothing that is done.
 # (The `demo` profile runs a CPU-sized slice: few steps, few problems; its numbers say that the
 # parts run, not which is better. The README has the full grid.)
 

@@ -24,6 +24,23 @@ def test_defaults_and_profiles_are_valid():
     ({"eval_tiers": ["add4"]}, "eval_tiers"),
     ({"eval_n": "8"}, "eval_n"),              # papermill passes strings when misused
     ({"load_in_4bit": "yes"}, "load_in_4bit"),
+    # values that would break a run silently (issue 31)
+    ({"learning_rate": float("inf")}, "learning_rate"),      # every LoRA weight NaN
+    ({"detector_tau_rel": float("nan")}, "detector_tau_rel"),
+    ({"kl_beta": True}, "kl_beta"),                           # a boolean where a number goes
+    ({"train_steps": True}, "train_steps"),
+    ({"eval_ks": [True]}, "eval_ks"),
+    ({"rollout_temperature": 1e-40}, "rollout_temperature"),  # NaN logits
+    ({"eval_temperature": 1e-40, "eval_n": 1, "eval_ks": [1]}, "eval_temperature"),
+    ({"grid_seeds": [0, 1, 1]}, "grid_seeds"),                # a seed counted twice
+    ({"agent_base_url": "127.0.0.1:8080/v1"}, "agent_base_url"),  # no scheme
+    ({"agent_base_url": "ftp://host/v1"}, "agent_base_url"),
+    ({"agent_base_url": "http:///v1"}, "agent_base_url"),     # no host
+    ({"agent_base_url": "http://host:99999/v1"}, "agent_base_url"),
+    ({"agent_retries": 39}, "agent_retries"),                 # back-off of days
+    ({"agent_timeout": 1e9}, "agent_timeout"),
+    ({"agent_max_fallback_rate": 1.5}, "agent_max_fallback_rate"),
+    ({"max_skipped_in_row": 0}, "max_skipped_in_row"),
 ])
 def test_bad_value_names_the_field(overrides, field):
     with pytest.raises(ConfigError, match=rf"^{field}="):

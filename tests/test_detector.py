@@ -81,3 +81,11 @@ def test_first_firing_and_precision_recall():
     pr = precision_recall(fires=[7, 7, None, 3, None], errors=[9, 5, 4, None, None])
     assert (pr["tp"], pr["fp"], pr["fn"]) == (1, 2, 2)
     assert pr["precision"] == 1 / 3 and pr["recall"] == 1 / 3
+
+
+def test_first_error_reads_numbers_as_the_model_writes_them():
+    """GSM8K-style numbers (separators, decimals, money) are not false errors in notebook 01's labels."""
+    from aipo_lite.detector import first_error_char
+    assert first_error_char("1,000 + 2 = 1,002.\n0.5 * 4 = 2.\n$1,200 + $300 = $1,500.\nAnswer: 1500", "1500") is None
+    text = "1,000 + 2 = 1,002.\n0.5 * 4 = 3.\nAnswer: 3"
+    assert first_error_char(text, "2") == text.index("0.5")

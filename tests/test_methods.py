@@ -215,8 +215,11 @@ def test_every_method_trains_on_the_real_policy(tmp_path, parts):
                               train_tiers=["add1d"], rollout_max_new_tokens=16, log_completions_every=0, **parts)
     hist = train(cfg, progress=False)
     assert [m["step"] for m in hist] == [0, 1, 2]
-    logged = {k for m in hist for k in m if not k.startswith("eval_")}
+    logged = {k for m in hist for k in m if not k.startswith(("eval_", "agents/"))}
     assert logged <= set(METRICS), logged - set(METRICS)  # fixed metric names
+    agent_keys = {k for m in hist for k in m if k.startswith("agents/")}  # agents/<role>/<count>
+    assert agent_keys >= {f"agents/{r}/{c}" for r in ("verify", "knowledge", "reasoning")
+                          for c in ("calls", "ok", "fallbacks", "failed")}, agent_keys
     last = hist[-1]
     if cfg.arpo_branches:
         assert last["arpo_branches_per_group"] == 2

@@ -31,6 +31,16 @@ def test_bad_overrides_are_rejected_before_running(capsys):
     assert "eval_n=0 must be >= 1" in capsys.readouterr().err
 
 
+def test_unknown_notebook_names_and_reserved_overrides_run_nothing(capsys, tmp_path):
+    out = tmp_path / "never"
+    assert run_notebooks.main(["--profile", "smoke", "--only", "0O", "--out", str(out)]) == 2
+    assert "--only ['0O'] matches no notebook" in capsys.readouterr().err
+    for name in ("run_dir", "profile"):
+        assert run_notebooks.main(["--profile", "smoke", "--overrides", json.dumps({name: "x"}), "--out", str(out)]) == 2
+        assert f"--overrides may not set ['{name}']" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_bad_papermill_parameter_fails_naming_the_field(tmp_path):
     import papermill as pm
     with pytest.raises(pm.PapermillExecutionError, match=r"ConfigError: eval_top_p=2\.0 must be in \(0, 1\]"):
@@ -88,10 +98,11 @@ def test_training_and_boundary_notebooks_run_headless_with_smoke_parameters(tmp_
     assert [n["status"] for n in summary["notebooks"]] == ["ok", "ok"], summary
     training = json.loads((tmp_path / "04_training" / "training.json").read_text())
     assert set(training) == {"grpo", "aipo"} and all(row["steps"] == 2 for row in training.values())
-    for arm in ("grpo", "aipo"):  # fixed metric names, a checkpoint at the end
-        steps = [json.loads(line) for line in (tmp_path / "04_training" / arm / "metrics.jsonl").read_text().splitlines()]
+    for arm in ("grpo", "aipo"):  # fixed metric names, a checkpoint at the end; folders named by settings
+        (run,) = (tmp_path / "04_training").glob(f"{arm}-*")
+        steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert [m["step"] for m in steps] == [0, 1, 2] and "eval_pass1" in steps[0] and "eval_pass1" in steps[-1]
-        assert (tmp_path / "04_training" / arm / "checkpoints" / "latest").read_text() == "step-000002"
+        assert (run / "checkpoints" / "latest").read_text() == "step-000002"
     assert steps[-1]["consult_rate"] is not None  # the aipo arm consulted agents
     boundary = json.loads((tmp_path / "05_boundary_expansion" / "boundary.json").read_text())
     assert boundary["ks"] == [1, 2, 4] and set(boundary["pass_at_k"]) == {"base", "grpo", "aipo"}
@@ -109,7 +120,8 @@ def test_methods_notebook_runs_headless_with_smoke_parameters(tmp_path):
     for r in rows:  # every cell: a mean inside its interval, one mean per seed
         assert r["pass@1"]["lo"] <= r["pass@1"]["mean"] <= r["pass@1"]["hi"]
         assert len(r["pass@1"]["per_seed"]) == r["seeds"]
-    steps = [json.loads(line) for line in (out / "aipo+rrl-s0" / "metrics.jsonl").read_text().splitlines()]
+    (run,) = out.glob("aipo+rrl-s0-*")
+    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in steps] == [0, 1, 2] and steps[-1]["rrl_buffer_size"] is not None
     assert {d["minus"] for d in json.loads((out / "differences.json").read_text())} == {"grpo"}
     assert (out / "curves.png").stat().st_size > 10_000

@@ -121,3 +121,13 @@ def test_consults_of_one_step_go_out_concurrently_with_the_same_result(tiny_mode
         assert agents["reasoning"].calls == 8 and not agents["reasoning"].faults
     assert out[1][1] == out[8][1]
     assert out[1][0] > 8 * 0.3 and out[8][0] < 4 * 0.3  # 8 consults before the first token: one round
+
+
+def test_a_task_drawn_twice_in_one_step_gets_two_groups(tiny_model_dir):
+    """Groups are by position, not task id: a duplicate is two groups of G, each trained once."""
+    from aipo_lite.policy import load_policy
+    policy = load_policy(Config(model=tiny_model_dir, lora_r=0, dtype="float32", device="cpu"))
+    (t,) = load_tasks("synth", "test", ["add1d"], 1)
+    groups, _ = rollout_group(policy, [t, t], {}, Detector(use_entropy=False, verify_before_commit=False),
+                              2, 0, max_new_tokens=4, generator=0)
+    assert [len(g) for g in groups] == [2, 2] and groups[0] is not groups[1]

@@ -198,9 +198,23 @@ def test_config_for_user_data_defaults_to_all_kinds_and_trainer_holds_out_test(t
     from aipo_lite.tasks import from_config
     path = _write(tmp_path, GSM8K_ROWS)
     cfg = Config.from_profile("demo", tasks=str(path))
-    assert cfg.train_tiers == cfg.eval_tiers == cfg.probe_tiers == cfg.heldout_tiers == []
+    assert cfg.train_tiers == cfg.probe_tiers == cfg.heldout_tiers == []  # the preset's synth tiers: all kinds
+    assert len(from_config(cfg, "test", cfg.eval_tiers)) == len(from_config(cfg, "test"))  # the default: all kinds
     assert Config.from_profile("demo").heldout_tiers == ["add3", "expr3"]  # synth keeps its tiers
     train, test = from_config(cfg, "train", cfg.train_tiers), from_config(cfg, "test", cfg.heldout_tiers, 2)
     assert len(test) == 2 and not {t.id for t in train} & {t.id for t in from_config(cfg, "test")}
     mine = Config(tasks=str(path), train_tiers=["default"], task_test_fraction=0.5)
     assert mine.train_tiers == ["default"] and len(from_config(mine, "test")) > len(test)
+    assert len(from_config(Config(tasks=str(path)), "train", Config().train_tiers)) == len(train)  # default: all
+
+
+def test_explicit_tiers_are_never_widened_and_missing_ones_name_the_field(tmp_path):
+    """tasks='data/synth' (the suite as a folder) with train_tiers=['add3'] trains on add3 only;
+    tiers a source lacks are a ConfigError naming the field, raised when the tasks load."""
+    from aipo_lite.config import Config, ConfigError
+    from aipo_lite.tasks import from_config
+    cfg = Config(tasks=str(ROOT / "data" / "synth"), train_tiers=["add3"], heldout_tiers=["add3"])
+    assert {t.kind for t in from_config(cfg, "train", cfg.train_tiers)} == {"add3"}
+    user = Config(tasks=str(_write(tmp_path, GSM8K_ROWS)), heldout_tiers=["add3"])
+    with pytest.raises(ConfigError, match=r"^heldout_tiers=\['add3'\]: tiers=\['add3'\] not found .*heldout_tiers=\[\]"):
+        from_config(user, "test", user.heldout_tiers)

@@ -1,0 +1,187 @@
+"""A run folder knows what it is: resume compares settings, checkpoints are verified data, nothing
+is lost on damage, metrics are strict JSON, safety stops. Plumbing: a tiny random model."""
+
+import json
+import math
+import pickle
+import shutil
+
+import pytest
+
+from aipo_lite import checkpoint, runinfo, trainer
+from aipo_lite.agents import Guarded, make_agent
+from aipo_lite.config import Config, ConfigError
+
+
+@pytest.fixture
+def cfg_of(tiny_model_dir, tmp_path):
+    def make(**kw):
+        base = dict(model=tiny_model_dir, dtype="float32", run_dir=str(tmp_path / "run"), train_steps=2,
+                    checkpoint_every=1, train_tiers=["add1d"], heldout_tiers=["add1d"], log_completions_every=0)
+        return Config.from_profile("smoke", **{**base, **kw})
+    return make
+
+
+@pytest.fixture
+def trained(cfg_of):
+    """A finished 2-step run (checkpoint at each step) and its metrics."""
+    cfg = cfg_of()
+    return cfg, trainer.train(cfg, progress=False)
+
+
+def test_a_rerun_with_changed_training_settings_is_refused_naming_each_field(trained, cfg_of):
+    cfg, _ = trained
+    with pytest.raises(ConfigError) as e:
+        trainer.train(cfg_of(learning_rate=1e-3, agent_weight="sft"), progress=False)
+    msg = str(e.value)
+    assert "learning_rate: trained with 0.0002, asked 0.001" in msg
+    assert "agent_weight: trained with 'aipo', asked 'sft'" in msg
+    assert json.loads((runinfo.Path(cfg.run_dir) / "config.json").read_text())["learning_rate"] == 2e-4  # untouched
+
+
+def test_resolved_settings_count_too(trained, cfg_of):
+    """dtype is compared as 'auto' resolved, and the training tasks by fingerprint."""
+    with pytest.raises(ConfigError, match=r"dtype: trained with 'float32', asked 'bfloat16'"):
+        trainer.train(cfg_of(dtype="bfloat16"), progress=False)
+    with pytest.raises(ConfigError, match=r"train_tasks: trained with .*count"):
+        trainer.train(cfg_of(train_tiers=["add1d", "add3"]), progress=False)
+
+
+def test_same_settings_return_the_finished_run_and_more_steps_continue_it(trained, cfg_of, capsys):
+    cfg, hist = trained
+    again = trainer.train(cfg_of(train_eval_n=8, log_completions_every=5), progress=False)  # not training fields
+    assert again == hist and "nothing to do" in capsys.readouterr().out
+    longer = trainer.train(cfg_of(train_steps=3), progress=False)
+    assert "resumed from" in capsys.readouterr().out and [m["step"] for m in longer] == [0, 1, 2, 3]
+    with pytest.raises(ConfigError, match=r"^train_steps=1: .* already trained to step 3"):
+        trainer.train(cfg_of(train_steps=1), progress=False)
+
+
+def test_the_run_folder_records_resolved_settings_and_the_kit(trained):
+    cfg, _ = trained
+    rec = json.loads((runinfo.Path(cfg.run_dir) / "run.json").read_text())
+    assert rec["training"]["dtype"] == "float32" and rec["training"]["train_tasks"]["count"] > 0
+    assert rec["training"]["model_file"]["weights"] and rec["key"] == runinfo.key(rec["training"])
+    assert {"commit", "torch", "transformers", "peft"} <= set(rec["kit"]) and rec["kit"]["torch"]
+
+
+def test_arm_folders_are_named_by_training_settings(cfg_of, tmp_path):
+    from aipo_lite.experiments import arm_config
+    a = arm_config(cfg_of(), "aipo", tmp_path).run_dir
+    assert a == arm_config(cfg_of(train_steps=9, eval_n=2), "aipo", tmp_path).run_dir  # same training
+    assert a != arm_config(cfg_of(learning_rate=1e-3), "aipo", tmp_path).run_dir
+    assert a != arm_config(cfg_of(), "grpo", tmp_path).run_dir and "/aipo-" in a
+
+
+def test_resume_false_never_overwrites_a_run(trained, cfg_of):
+    with pytest.raises(ConfigError, match=r"^resume=False, but run_dir=.* already holds a run"):
+        trainer.train(cfg_of(resume=False), progress=False)
+
+
+def _plant_code_pickle(path, marker):
+    class Boom:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+    path.write_bytes(pickle.dumps({"state": Boom()}))
+
+
+def _reseal(step_dir):
+    """Rewrite the manifest to match the files, as someone who sent the folder could."""
+    state = json.loads((step_dir / "state.json").read_text())
+    state["files"] = {n: {"bytes": (step_dir / n).stat().st_size, "sha256": checkpoint._digest(step_dir / n)}
+                      for n in state["files"]}
+    (step_dir / "state.json").write_text(json.dumps(state))
+
+
+def test_a_pickle_that_would_run_code_is_refused(trained, cfg_of, tmp_path):
+    cfg, _ = trained
+    step = checkpoint.latest(cfg.run_dir)
+    marker = tmp_path / "pwned"
+    _plant_code_pickle(step / "optimizer.pt", marker)
+    _reseal(step)
+    with pytest.raises(checkpoint.CheckpointError, match=r"optimizer\.pt is not a readable data-only"):
+        trainer.train(cfg_of(train_steps=3), progress=False)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("pointer", ["", "step-0000", "\x00\xff garbage", "step-000009"])
+def test_a_damaged_latest_pointer_falls_back_to_the_newest_intact_step(trained, cfg_of, pointer, capsys):
+    cfg, hist = trained
+    root = runinfo.Path(cfg.run_dir) / "checkpoints"
+    shutil.copytree(root / "step-000002", root / "step-000001")  # an older intact step
+    state = json.loads((root / "step-000001" / "state.json").read_text())
+    (root / "step-000001" / "state.json").write_text(json.dumps({**state, "step": 1}))
+    _reseal(root / "step-000001")
+    (root / "latest").write_bytes(pointer.encode("latin-1"))
+    assert checkpoint.latest(cfg.run_dir) == root / "step-000002"  # the newest intact one
+    assert "resuming from the newest intact checkpoint" in capsys.readouterr().out
+    (root / "step-000002" / "adapter.safetensors").write_bytes(b"\x00" * 10)  # now the newest is damaged
+    assert checkpoint.latest(cfg.run_dir) == root / "step-000001"
+    longer = trainer.train(cfg_of(train_steps=3), progress=False)  # resumes from step 1, keeps the log
+    assert [m["step"] for m in longer] == [0, 1, 2, 3] and longer[:2] == hist[:2]
+
+
+def test_a_truncated_file_stops_with_its_name_and_deletes_nothing(trained, cfg_of):
+    cfg, _ = trained
+    run = runinfo.Path(cfg.run_dir)
+    step = run / "checkpoints" / "step-000002"
+    opt = step / "optimizer.pt"
+    opt.write_bytes(opt.read_bytes()[:100])
+    metrics = (run / "metrics.jsonl").read_text()
+    with pytest.raises(checkpoint.CheckpointError, match=rf"{opt} is damaged"):
+        trainer.train(cfg_of(train_steps=3), progress=False)
+    assert step.exists() and (run / "metrics.jsonl").read_text() == metrics
+    (run / "checkpoints" / "latest").write_text("")
+    with pytest.raises(checkpoint.CheckpointError, match=r"no intact checkpoint"):
+        checkpoint.latest(run)
+    assert step.exists() and (run / "metrics.jsonl").read_text() == metrics
+
+
+def test_metrics_are_strict_json_with_non_finite_values_flagged(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    runinfo.append_metrics(path, {"step": 1, "loss": math.nan, "grad_norm": math.inf, "kl": 0.0})
+    line = path.read_text()
+    assert json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c}")) == \
+        {"step": 1, "loss": None, "grad_norm": None, "kl": 0.0, "nonfinite": ["loss", "grad_norm"]}
+
+
+def test_updates_skipped_in_a_row_stop_the_run_naming_step_and_cause(cfg_of, monkeypatch):
+    real = trainer.update
+
+    def nan_update(policy, opt, seqs, cfg):
+        out = real(policy, opt, [], cfg)  # no update at all
+        return {**out, "loss": math.nan, "skipped": 1, "skip_cause": "non-finite loss (loss nan, gradient norm 0.0)"}
+    monkeypatch.setattr(trainer, "update", nan_update)
+    with pytest.raises(trainer.TrainingStopped, match=r"stopped at step 2: 2 updates in a row were skipped .*non-finite loss"):
+        trainer.train(cfg_of(train_steps=5, max_skipped_in_row=2), progress=False)
+    lines = [json.loads(x) for x in (runinfo.Path(cfg_of().run_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert [m.get("skipped_update") for m in lines] == [None, 1, 1] and lines[-1]["nonfinite"] == ["loss"]
+
+
+class _Broken:
+    role, backend = "reasoning", "openai"
+
+    def respond(self, req):
+        raise ConnectionError("http://127.0.0.1:9/v1/chat/completions is unreachable: refused")
+
+
+def test_an_llm_agent_that_mostly_falls_back_stops_the_run_and_its_faults_are_metrics(cfg_of, monkeypatch):
+    from aipo_lite import rollout
+
+    def agents(cfg):
+        real = rollout.agents_from_config(cfg)
+        real["reasoning"] = Guarded(_Broken(), fallback=make_agent("reasoning", "rule"), retries=0)
+        return real
+    monkeypatch.setattr(trainer, "agents_from_config", agents)
+    cfg = cfg_of(train_steps=6, detector_every_line=True, consult_budget=2, g_asst=4, prompts_per_step=2)
+    with pytest.raises(trainer.TrainingStopped, match=r"openai reasoning agent fell back .*first: ConnectionError: http"):
+        trainer.train(cfg, progress=False)
+    last = [json.loads(x) for x in (runinfo.Path(cfg.run_dir) / "metrics.jsonl").read_text().splitlines()][-1]
+    assert last["agents/reasoning/fallbacks"] == last["agents/reasoning/calls"] > 0
+    assert last["agents/reasoning/faults/ConnectionError"] == last["agents/reasoning/calls"]
+    assert last["agents/reasoning/ok"] == 0 and "agents/verify/calls" in last
+
+
+def test_retry_backoff_is_capped_at_any_count():
+    from aipo_lite.agents import RETRY_SLEEP_MAX, retry_sleep
+    assert retry_sleep(0) == 0.05 and max(retry_sleep(k) for k in range(2000)) == RETRY_SLEEP_MAX
