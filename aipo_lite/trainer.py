@@ -34,7 +34,7 @@ from .aapo import momentum
 from .batching import micro_batches, sequence_logprobs
 from .config import Config
 from .engine import Prov
-from .evaluation import heldout_eval
+from .evaluation import heldout_eval, warm_up
 from .loss import token_loss
 from .pipeline import _completions_table, rollout_metrics, step_groups
 from .rollout import agents_from_config, detector_from_config
@@ -220,6 +220,7 @@ def train(cfg: Config, policy=None, progress: bool = True, start_eval: dict | No
         state = checkpoint.load(ckpt, policy.model, opt, gen)
         policy.mark_updated()
         checkpoint.truncate_metrics(metrics_path, state["step"])
+        warm_up(policy, cfg, held)
         print(f"resumed from {ckpt} (step {state['step']})")
     history = runinfo.read_metrics(run)
     if state["step"] == 0 and not history:

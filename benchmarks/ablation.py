@@ -15,7 +15,6 @@ markdown table (start -> end held-out pass@1 per tier, wall time) and writes abl
 """
 
 import argparse
-import dataclasses
 import itertools
 import json
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 from aipo_lite import objectives as obj
 from aipo_lite.config import Config
 from aipo_lite.experiments import arm_config, wall_time
+from aipo_lite.runinfo import named_run_dir
 from aipo_lite.trainer import train
 
 
@@ -60,7 +60,7 @@ def main() -> None:
         if args.only and name not in args.only:
             continue
         cfg = arm_config(base, arm, out, **over)
-        cfg = dataclasses.replace(cfg, run_dir=str(out / name.replace("/", "_")))
+        cfg = named_run_dir(cfg, out, name.replace("/", "_"))  # folder named by cell and settings
         print(f"=== {name}", flush=True)
         hist = train(cfg, progress=False)
         evals = [m for m in hist if "eval_pass1" in m]

@@ -10,7 +10,7 @@ independent; aipo: 2 independent + 2 assisted, the Reasoning agent's first step 
 before the policy starts, i.e. the fact; the other arms are aipo with one change, see
 aipo_lite/grid.py ARMS). Runs resume (re-running skips finished ones). Each final adapter (and
 the base policy) is evaluated agent-free on every test problem of `recall` (same facts) and
-`recall_t` (the facts in unseen question templates), n samples each (final_eval.json, reused).
+`recall_t` (the facts in unseen question templates), n samples each (cached under each run's evals/, keyed by what was evaluated).
 Prints the table (pass@1 and pass@n: mean over seeds x problems, 95% two-level bootstrap
 interval, per-seed means; mean step time; wall time per run) and each arm minus grpo and
 minus aipo with the interval of the difference. `--tiers` trains (and evaluates) on other

@@ -185,3 +185,30 @@ def test_an_llm_agent_that_mostly_falls_back_stops_the_run_and_its_faults_are_me
 def test_retry_backoff_is_capped_at_any_count():
     from aipo_lite.agents import RETRY_SLEEP_MAX, retry_sleep
     assert retry_sleep(0) == 0.05 and max(retry_sleep(k) for k in range(2000)) == RETRY_SLEEP_MAX
+
+
+def test_cached_evaluations_are_keyed_by_what_they_evaluated(trained, cfg_of, monkeypatch):
+    """grid.final_eval reuses a result only for the same adapter, n, problems and sampling."""
+    from aipo_lite import grid
+    from aipo_lite.tasks import load_tasks
+    cfg, _ = trained
+    run = runinfo.Path(cfg.run_dir)
+    tests = load_tasks("synth", "test", ["add1d"], 2)
+    calls = []
+    real = grid.evaluate
+    monkeypatch.setattr(grid, "evaluate", lambda *a, **k: calls.append(a[2].eval_n) or real(*a, **k))
+    first = grid.final_eval(cfg, run, tests, 2)
+    assert grid.final_eval(cfg, run, tests, 2) == first and calls == [2]  # same question: cached
+    grid.final_eval(cfg, run, tests, 4)                                   # another n
+    grid.final_eval(cfg, run, tests[:1], 2)                               # other problems
+    grid.final_eval(cfg_of(eval_temperature=0.5), run, tests, 2)          # other sampling
+    trainer.train(cfg_of(train_steps=3), progress=False)                  # another adapter
+    grid.final_eval(cfg, run, tests, 2)
+    assert calls == [2, 4, 2, 2, 2] and len(list((run / "evals").glob("final_eval-*.json"))) == 5
+    saved = json.loads(next((run / "evals").glob("final_eval-*.json")).read_text())
+    assert saved["settings"]["evaluated"]["adapter"]["step"] in (2, 3)
+
+
+def test_duplicate_grid_seeds_are_refused():
+    with pytest.raises(ConfigError, match=r"^grid_seeds=\[0, 0\] has duplicates"):
+        Config(grid_seeds=[0, 0])
