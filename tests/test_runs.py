@@ -212,3 +212,10 @@ def test_cached_evaluations_are_keyed_by_what_they_evaluated(trained, cfg_of, mo
 def test_duplicate_grid_seeds_are_refused():
     with pytest.raises(ConfigError, match=r"^grid_seeds=\[0, 0\] has duplicates"):
         Config(grid_seeds=[0, 0])
+
+
+def test_token_budgets_beyond_the_model_context_are_refused_before_the_weights_load(tiny_model_dir):
+    """rollout_max_new_tokens=10**6 would preallocate a KV cache of terabytes: refused at load."""
+    from aipo_lite.policy import load_policy
+    with pytest.raises(ConfigError, match=r"^rollout_max_new_tokens=1000000 does not fit the context"):
+        load_policy(Config(model=tiny_model_dir, rollout_max_new_tokens=10**6))
