@@ -25,10 +25,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from .config import AGENT_BACKENDS
 from .tasks import Task, load_knowledge
 
 ROLES = ("verify", "knowledge", "reasoning")
-BACKENDS = ("rule", "hf", "openai")
+BACKENDS = AGENT_BACKENDS
 # --- the arithmetic a model writes: numbers, operators, equations ------------------------------
 # A number: optional sign (- or U+2212 minus), optional $, digits plain ("1000", "08") or in
 # thousands groups of exactly 3 ("1,000,000"), optional decimals ("0.5", "3.50"). It ends where

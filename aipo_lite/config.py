@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .arms import ARMS
+
 
 class ConfigError(ValueError):
     """A config field has a bad value; the message names the field."""
@@ -35,6 +37,7 @@ TIERS = ("add1d", "add2d", "mul1x2", "add3", "expr3", "units")
 # the controlled-bottleneck tiers (data/make_data.py): valid names, not in the defaults
 BOTTLENECK_TIERS = ("recall", "recall_t")
 TIER_FIELDS = ("train_tiers", "eval_tiers", "probe_tiers", "heldout_tiers")
+AGENT_BACKENDS = ("rule", "hf", "openai")  # agents.make_agent's backends
 MIN_TEMPERATURE = 0.01
 
 
@@ -178,10 +181,9 @@ class Config:
         _check(self.lora_alpha > 0, "lora_alpha", self.lora_alpha, "must be > 0")
         _check(0 <= self.lora_dropout < 1, "lora_dropout", self.lora_dropout, "must be in [0, 1)")
         _check(self.num_threads >= 0, "num_threads", self.num_threads, "must be >= 0")
-        from .agents import BACKENDS
-        bad = [b for b in self.compare_backends if b not in BACKENDS]
+        bad = [b for b in self.compare_backends if b not in AGENT_BACKENDS]
         _check(not bad and bool(self.compare_backends), "compare_backends", self.compare_backends,
-               f"must be a non-empty list of backends from {list(BACKENDS)}")
+               f"must be a non-empty list of backends from {list(AGENT_BACKENDS)}")
         for name in TIER_FIELDS:  # other task sources: checked against the tasks when they load (tasks.from_config)
             tiers = getattr(self, name)
             _check(all(isinstance(t, str) for t in tiers), name, tiers, "must be a list of tier names (strings)")
@@ -245,7 +247,6 @@ class Config:
         _check(self.boundary_n >= 1, "boundary_n", self.boundary_n, "must be >= 1")
         for name in ("train_eval_every", "checkpoint_every", "log_completions_every"):
             _check(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
-        from .grid import ARMS
         bad = [a for a in self.grid_arms if a not in ARMS]
         _check(not bad and bool(self.grid_arms), "grid_arms", bad or self.grid_arms,
                f"must be a non-empty list of arms from {list(ARMS)}")

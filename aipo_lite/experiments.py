@@ -32,7 +32,7 @@ def arm_config(cfg: Config, arm: str, root: str | Path, **overrides) -> Config:
     changed setting trains into a new folder, an unchanged one resumes."""
     from .runinfo import named_run_dir
     if arm == "grpo":
-        from .grid import ARMS
+        from .arms import ARMS
         overrides = {**ARMS["grpo"](cfg), **overrides}
     return named_run_dir(dataclasses.replace(cfg, **overrides), root, arm)
 

