@@ -1,4 +1,4 @@
-"""AAPO: advantage momentum against the frozen reference (arXiv 2505.14264; METHODS.md §4).
+"""AAPO: advantage momentum against the frozen reference (arXiv 2505.14264; docs/methods.md §4).
 
 Their code (JianxXiong/AAPO, open-r1 AAPOTrainer): the reference model samples as many
 rollouts as the policy, for the same prompts; the i-th policy rollout is paired with the i-th

@@ -1,4 +1,4 @@
-"""The three collaborating agents: Verify, Knowledge, Reasoning (METHODS.md §3).
+"""The three collaborating agents: Verify, Knowledge, Reasoning (docs/methods.md §3).
 
 One interface: `agent.respond(request) -> str | None` (None = nothing to add, e.g. Verify
 found the proposed answer correct). A request carries the task with its privileged fields
@@ -6,7 +6,7 @@ found the proposed answer correct). A request carries the task with its privileg
 
 Backends (`make_agent(role, backend, **kwargs)`):
 - `rule`: deterministic, reads the privileged fields, no LLM (tests, CPU demos). Replies are
-  worded as a step the policy could write itself ("Next: 10 + 8 = 18."): METHODS.md notes
+  worded as a step the policy could write itself ("Next: 10 + 8 = 18."): docs/methods.md notes
   those internalize more easily than meta-comments.
 - `hf`: a local transformers model (optionally 4-bit NF4), shared by the three roles.
 - `openai`: any OpenAI-compatible chat server (vLLM, SGLang, llama.cpp's server).

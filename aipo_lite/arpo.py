@@ -1,4 +1,4 @@
-"""ARPO: entropy-adaptive branching after agent feedback (arXiv 2507.19849; METHODS.md §4).
+"""ARPO: entropy-adaptive branching after agent feedback (arXiv 2507.19849; docs/methods.md §4).
 
 A group of M = N + B rollouts: N are sampled whole first (the g_ind + g_asst of guidance.py),
 then B = `arpo_branches` more are branched from points inside them. A branch point is the end

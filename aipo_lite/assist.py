@@ -1,4 +1,4 @@
-"""The hook of assisted rows (METHODS.md §3): detect a bottleneck, consult an agent, queue its reply.
+"""The hook of assisted rows (docs/methods.md §3): detect a bottleneck, consult an agent, queue its reply.
 
 engine.run calls it after a row's watched tokens (line ends, closing '>') and after the last
 forced token. It decides from token ids and entropies whether anything can happen (the commit

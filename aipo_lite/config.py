@@ -70,14 +70,14 @@ class Config:
     prompt_style: str = _f("one_shot", "'one_shot' puts a worked example before the question (SmolLM2 ignores the answer format zero-shot).", ("one_shot", "zero_shot"))
     reward_mode: str = _f("strict", "'strict': only 'Answer: N' or \\boxed{N} count; 'lenient': else the last number in the completion.", ("strict", "lenient"))
 
-    # --- rollouts with active interaction (METHODS.md §3) ------------------------------
+    # --- rollouts with active interaction (docs/methods.md §3) ------------------------------
     g_ind: int = _f(4, "Independent rollouts per prompt (agent-free prompt, exactly as evaluation).")
     g_asst: int = _f(4, "Assisted rollouts per prompt (may consult agents).")
     consult_budget: int = _f(2, "At most this many consults per assisted rollout.")
     guidance_fade_steps: int = _f(0, "Fade guidance: assisted rollouts per group fall linearly to 0 over this many training steps, the freed slots become independent rollouts (guidance.py); 0 = no fading.")
     guide_only_failed: bool = _f(False, "Guide only problems whose g_ind independent rollouts all failed; the others get g_asst more independent rollouts (guidance.py). Needs g_ind >= 1.")
     guidance_form: str = _f("tagged", "How an agent's reply enters an assisted rollout: 'tagged' (assisted prompt that teaches the consult tags; reply as <feedback>...</feedback>) or 'inline' (agent-free prompt; reply written as the policy's own next line, AGENT tokens, no tags; detector consults only).", ("tagged", "inline"))
-    # --- method parts (pipeline.py composes them; METHODS.md §4) --------------------------
+    # --- method parts (pipeline.py composes them; docs/methods.md §4) --------------------------
     arpo_branches: int = _f(0, "ARPO (arpo.py): branches per group on top of its g_ind + g_asst whole rollouts, from points after agent replies (else line ends), each with probability clip(arpo_alpha + arpo_beta * ΔH, 0, 1); 0 = off.")
     arpo_alpha: float = _f(0.5, "ARPO base branching probability (their code's branch_probability 0.5).")
     arpo_beta: float = _f(0.2, "ARPO weight of the entropy change ΔH (their code's entropy_weight 0.2).")
@@ -115,9 +115,9 @@ class Config:
     compare_backends: list = _f(["rule"], "Notebook 02: agent backends to compare (e.g. ['rule', 'hf', 'openai']; openai needs a server at agent_base_url).")
     verify_before_commit: bool = _f(True, "Consult Verify when the policy commits an answer (a correct one passes silently).")
 
-    # --- training (METHODS.md §1 and §3) ---------------------------------------------
+    # --- training (docs/methods.md §1 and §3) ---------------------------------------------
     algorithm: str = _f("grpo", "Base RLVR algorithm: grpo, drgrpo, dapo (clip-higher, token-level mean, dynamic sampling) or rloo.", ("grpo", "drgrpo", "dapo", "rloo"))
-    advantage: str = _f("group", "Advantage rule: 'group' (the algorithm's group advantage, assisted rollouts against `baseline`; METHODS.md §1, §3), 'aapo' (AAPO's advantage momentum: each rollout also against a paired rollout of the frozen reference, aapo.py) or 'sft' (the distillation baseline: an assisted rollout's advantage is its reward, every other rollout's 0, so the update is supervised fine-tuning on the agent-assisted successes).", ("group", "aapo", "sft"))
+    advantage: str = _f("group", "Advantage rule: 'group' (the algorithm's group advantage, assisted rollouts against `baseline`; docs/methods.md §1, §3), 'aapo' (AAPO's advantage momentum: each rollout also against a paired rollout of the frozen reference, aapo.py) or 'sft' (the distillation baseline: an assisted rollout's advantage is its reward, every other rollout's 0, so the update is supervised fine-tuning on the agent-assisted successes).", ("group", "aapo", "sft"))
     agent_weight: str = _f("aipo", "Weight of AGENT tokens in the loss: sft (1), is (pi), is_clip (pi inside the clip range, else 0), luffy (grad of pi/(pi+gamma)), aipo (span geometric-mean prob clipped to [agent_w_min, agent_w_max]).", ("sft", "is", "is_clip", "luffy", "aipo"))
     agent_w_min: float = _f(0.5, "aipo weight floor (no vanishing gradient on tokens the policy cannot produce yet).")
     agent_w_max: float = _f(1.0, "aipo weight cap (no over-trust).")

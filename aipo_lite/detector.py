@@ -1,6 +1,6 @@
 """Bottleneck detection: when should an assisted rollout pause and consult an agent?
 
-Three triggers (METHODS.md §3), checked at every line end (and closing '>') of an assisted
+Three triggers (docs/methods.md §3), checked at every line end (and closing '>') of an assisted
 rollout, so a detector-triggered consult always lands at a line boundary, never mid-word:
 - `tag`: the policy closed a consult tag it was taught: </verify>, </knowledge>, </reason>.
   The tag names the agent.

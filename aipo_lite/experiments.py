@@ -1,7 +1,7 @@
 """The experiments notebooks 03-05 and benchmarks/ablation.py run: arms at equal budget,
 trained-policy loading, the agent-weight probe, and the capability-boundary comparison.
 
-Equal budget (METHODS.md §3, issue 4): every arm has the same seed, steps, prompts per step
+Equal budget (docs/methods.md §3, issue 4): every arm has the same seed, steps, prompts per step
 and rollouts per prompt. `grpo` is plain RLVR: all g_ind + g_asst rollouts independent, no
 agents. `aipo` is the config as given (g_ind independent + g_asst assisted).
 Each arm trains in a folder named by its training settings (runinfo.py): re-running a notebook

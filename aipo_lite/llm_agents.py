@@ -1,4 +1,4 @@
-"""LLM agent backends (METHODS.md §3): `hf` (a local transformers model) and `openai` (any
+"""LLM agent backends (docs/methods.md §3): `hf` (a local transformers model) and `openai` (any
 OpenAI-compatible /v1/chat/completions server: vLLM, SGLang, llama.cpp's server).
 
 Both play any of the three roles (verify, knowledge, reasoning) with the same interface as

@@ -2,7 +2,7 @@
 
 Pure torch on tensors; no model code. The trainer gathers log-probs and masks, and calls these.
 
-What comes from the papers (METHODS.md §1, §4):
+What comes from the papers (docs/methods.md §1, §4):
 - GRPO advantage (r - mean) / (std + 1e-6) and the PPO clipped token loss with eps = 0.2;
   each sequence's token mean, then the mean over sequences.
 - Dr.GRPO: no std division; token losses summed and divided by a constant (max completion length).
@@ -12,12 +12,12 @@ What comes from the papers (METHODS.md §1, §4):
 - k3 KL estimator exp(ref - logp) - (ref - logp) - 1.
 - LUFFY's policy shaping f(pi) = pi / (pi + gamma), gamma = 0.1 (the `luffy` agent weight).
 
-What is our interpretation, not the AIPO paper's code (METHODS.md §2-§3): the AIPO abstract says
+What is our interpretation, not the AIPO paper's code (docs/methods.md §2-§3): the AIPO abstract says
 only "a tailored importance sampling coefficient with a clipping strategy". The `aipo` weight,
 the span-level geometric-mean probability w_s = clip(exp(mean_{t in s} log pi(a_t)), w_min, w_max)
 (stop-gradient, one weight per agent span), its defaults, the baselines of assisted rollouts
 (`independent`, `mixed`, `split`) and the other agent weights as ablations (`sft`, `is`,
-`is_clip`) are this kit's choices, documented in METHODS.md §3.
+`is_clip`) are this kit's choices, documented in docs/methods.md §3.
 
 Other choices made here:
 - std is the population std (unbiased=False): for 0/1 rewards it is sqrt(p(1-p)), defined for
@@ -68,7 +68,7 @@ def _std(x: Tensor) -> Tensor:
 
 
 def base_advantages(rewards: Tensor, algorithm: str) -> Tensor:
-    """Advantages of one group of G rollouts, rewards shape [G] (METHODS.md §1).
+    """Advantages of one group of G rollouts, rewards shape [G] (docs/methods.md §1).
 
     grpo, dapo: (r - mean) / (std + 1e-6), population std; drgrpo: r - mean;
     rloo: r_i - mean_{j != i} r_j (0 when G == 1). Empty in, empty out.
@@ -90,7 +90,7 @@ def base_advantages(rewards: Tensor, algorithm: str) -> Tensor:
 
 def group_advantages(r_ind: Tensor, r_asst: Tensor, algorithm: str,
                      baseline: str = "independent") -> tuple[Tensor, Tensor]:
-    """(A_ind, A_asst) for a group of independent and assisted rollouts (METHODS.md §3).
+    """(A_ind, A_asst) for a group of independent and assisted rollouts (docs/methods.md §3).
 
     independent: A_ind is the plain base advantage of the independent subgroup; assisted
       rollouts are measured against the independent mean: (r_asst - mean(r_ind)) /

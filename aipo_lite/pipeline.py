@@ -1,4 +1,4 @@
-"""One training step's rollouts: the method parts composed (METHODS.md §3-§4).
+"""One training step's rollouts: the method parts composed (docs/methods.md §3-§4).
 
     fresh prompts ──> guidance.step_rollouts   AIPO: g_ind independent + g_asst assisted (fading)
                  ──> arpo.add_branches         ARPO: + arpo_branches branches per group

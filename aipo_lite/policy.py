@@ -5,7 +5,7 @@
 wheel: transformers dequantizes it (gguf_file=...), and we cache a safetensors copy so later
 loads take a fraction of a second. Any local HF model dir or hub id works too.
 
-bitsandbytes 4-bit on CPU has a silent gradient bug (../shared/ENVIRONMENT.md): the first
+bitsandbytes 4-bit on CPU has a silent gradient bug (docs/environment.md): the first
 no-grad eval forward (e.g. `generate`) repacks the weights into a CPU inference format whose
 matmul has no backward, so gradients through the base weights are silently dropped. The
 loader disables that repacking on every Linear4bit (`_disable_cpu_inference_repack`);

@@ -4,7 +4,7 @@ The agent-free prompt is what the policy sees at evaluation and in independent r
 the chat template with a short system prompt that asks to end with `Answer: <number>`, and,
 with prompt_style='one_shot' (default), one worked single-step example as a previous chat
 turn. The prompt is kept short: on CPU, prefilling it is a large share of sampling time. SmolLM2-135M almost never follows the answer format
-zero-shot (../shared/ENVIRONMENT.md). The example is deliberately a single step, so it does
+zero-shot (docs/environment.md). The example is deliberately a single step, so it does
 not teach multi-step problems; that is the bottleneck agents are for. A tier may bring its
 own example (SHOTS, by task kind): the recall tiers show an invented name's definition being
 used, with another name and value; evaluation and independent rollouts use the same prompt.

@@ -1,4 +1,4 @@
-"""Rollouts with active interaction (METHODS.md §3): groups of independent + assisted samples.
+"""Rollouts with active interaction (docs/methods.md §3): groups of independent + assisted samples.
 
 For each task: `g_ind` independent rollouts (the agent-free prompt, exactly as evaluation
 uses) and `g_asst` assisted ones. In an assisted rollout the detector (detector.py) may pause

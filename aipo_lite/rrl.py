@@ -1,4 +1,4 @@
-"""RRL: retrospective replay of promising prefixes (arXiv 2504.14363; METHODS.md §4).
+"""RRL: retrospective replay of promising prefixes (arXiv 2504.14363; docs/methods.md §4).
 
 The paper keeps partial solutions from earlier rollouts that looked promising and later starts
 rollouts from them, so the policy revisits ideas it could not finish. It gives neither the

@@ -1,4 +1,4 @@
-"""The RLVR trainer: rollouts -> rewards -> advantages -> loss -> LoRA update (METHODS.md §1, §3).
+"""The RLVR trainer: rollouts -> rewards -> advantages -> loss -> LoRA update (docs/methods.md §1, §3).
 
 One step (`train`): the step's rollout groups from pipeline.step_groups (fresh training tasks
 from a seeded shuffle, `g_ind` independent + `g_asst` assisted rollouts each; g_asst = 0 is

@@ -20,7 +20,7 @@ Where it hooks in (TRL 1.16's grpo_trainer.py):
    internalized view by default, so the completion TRL sees for an assisted rollout is the agent-free
    prompt's continuation with the agent's lines written in). TRL's 0/1 `env_mask` carries the kit's
    in_loss; the token kinds and agent-span ids travel as two more tensors, `token_kind` and
-   `agent_span`, so the loss can give AGENT tokens their agent-token weight (METHODS.md §3).
+   `agent_span`, so the loss can give AGENT tokens their agent-token weight (docs/methods.md §3).
 3. Advantages: the rewards and roles of the whole generation batch are gathered from all processes
    and given the kit's advantages (trainer.assign_advantages: independent baseline, sft, dapo's
    dropped groups); TRL's own advantages are replaced.

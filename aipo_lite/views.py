@@ -1,4 +1,4 @@
-"""How a rollout becomes a training sequence: the two views and the credit rule (METHODS.md §3).
+"""How a rollout becomes a training sequence: the two views and the credit rule (docs/methods.md §3).
 
 A `TrainSeq` is prompt ids + completion ids with, per completion token, its kind (POLICY,
 AGENT, TEMPLATE), the behaviour log-prob (what the sampler saw), whether it enters the loss,

@@ -1,5 +1,5 @@
 """Which AIPO ingredient matters? Train one arm per cell at the same budget, compare agent-free
-held-out pass@1 (METHODS.md §3; issue 4's ablation table).
+held-out pass@1 (docs/methods.md §3; issue 4's ablation table).
 
     .venv/bin/python benchmarks/ablation.py --profile demo --out runs/ablation
     .venv/bin/python benchmarks/ablation.py --profile demo --grid full --overrides '{"train_steps": 6}'

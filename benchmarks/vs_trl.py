@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/vs_trl.py --steps 8
     .venv/bin/python benchmarks/vs_trl.py --steps 8 --device cuda
 
-The configuration of ../shared/ENVIRONMENT.md's comparison: SmolLM2-135M-Instruct, `add3` train
+The configuration of docs/environment.md's comparison: SmolLM2-135M-Instruct, `add3` train
 problems with the kit's agent-free one-shot prompt (the same token ids for both), 4 prompts x 8
 completions per optimizer step, T = 1, at most 48 new tokens, LoRA r 16 / alpha 32 on all linear
 layers, AdamW lr 2e-4, GRPO loss (sequence mean, then batch mean), epsilon 0.2, beta 0 (no

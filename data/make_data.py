@@ -6,7 +6,7 @@ Deterministic (fixed seed per tier); a test regenerates into a temp dir and comp
 Each row: id, question, answer (a string), steps (reference solution steps), facts (facts
 the solution needs; privileged, for agents only), kind (the tier).
 
-Tiers (what SmolLM2-135M can do with them is in ../shared/ENVIRONMENT.md):
+Tiers (what SmolLM2-135M can do with them is in docs/environment.md):
   add1d   a + b, 1-digit                      add2d   a + b, 2-digit
   mul1x2  a * b, 1-digit times 2-digit        add3    a + b + c, 1-digit
   expr3   a + b - c, 2-digit (result >= 0)    units   two-step word problem needing a unit fact

@@ -18,7 +18,7 @@
 #
 # Samples real agent-free SmolLM2 rollouts on multi-step tiers, marks where each first goes
 # wrong (the first false equation, else a wrong committed answer) and where the entropy
-# detector (`aipo_lite.detector`, METHODS.md §3) would first fire, then measures the
+# detector (`aipo_lite.detector`, docs/methods.md §3) would first fire, then measures the
 # detector as a predictor: *precision* = firings that came at or before an error / all
 # firings; *recall* = errors preceded by a firing / all errors — at the config's thresholds
 # and over a sweep of `detector_tau_abs`.

@@ -19,7 +19,7 @@
 # # 03 · Importance-ratio clipping: how much should the policy learn from an agent's tokens?
 #
 # AGENT tokens were not sampled from the policy, so a plain policy gradient on them is
-# off-policy. METHODS.md §3 lists five per-token weights w on A·∇log π_θ(a_t) (stop-gradient
+# off-policy. docs/methods.md §3 lists five per-token weights w on A·∇log π_θ(a_t) (stop-gradient
 # on w): `sft` (1), `is` (π_θ: vanishes exactly where the policy cannot yet produce the
 # token), `is_clip` (π_θ inside the PPO clip range, else 0), `luffy` (∇ of π/(π+γ)) and
 # `aipo` (the span's geometric-mean probability clipped to [w_min, w_max]: no product

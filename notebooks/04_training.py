@@ -19,7 +19,7 @@
 # Two LoRA runs from the same base with the same seed, steps, prompts per step and rollouts
 # per prompt: `grpo` (all rollouts independent, no agents) and `aipo` (g_ind independent +
 # g_asst assisted rollouts; agent tokens weighted by `agent_weight`, trained in the `view`,
-# `credit` and `baseline` of the config; METHODS.md §3). The training mix (`train_tiers`)
+# `credit` and `baseline` of the config; docs/methods.md §3). The training mix (`train_tiers`)
 # includes `expr3`, where the base model's pass@k is ≈ 0 and plain GRPO gets no gradient.
 # Held-out pass@1 is always agent-free (plain prompt, no tags, no detector). Assisted steps
 # cost more, so a third curve continues GRPO to AIPO's wall time (`equal_wall_time`).

@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 05 · Boundary expansion: pass@k of base, GRPO and AIPO, k = 1 … 64
 #
-# The capability-boundary test (Yue et al. 2025; METHODS.md §5): unbiased pass@k from
+# The capability-boundary test (Yue et al. 2025; docs/methods.md §5): unbiased pass@k from
 # `boundary_n` agent-free samples per held-out problem, on a log2 axis with 95% bootstrap
 # intervals, and the problem-level table at the largest k: solved by base only / trained only
 # / both / neither. RL without guidance tends to win at small k and lose at large k; the

@@ -1,4 +1,4 @@
-"""ARPO, AAPO and RRL (METHODS.md §4): hand-built traces, trees, groups and buffers; one
+"""ARPO, AAPO and RRL (docs/methods.md §4): hand-built traces, trees, groups and buffers; one
 training step of every method part on the real policy."""
 
 import math
