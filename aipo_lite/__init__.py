@@ -16,16 +16,16 @@ from .config import Config, ConfigError
 
 _EXPORTS = {  # public name -> the module that defines it, imported on first use
     "PROFILES": "config", "ARMS": "arms",
-    "load_policy": "policy", "Policy": "policy",
-    "load_tasks": "tasks", "tasks_from_config": "tasks", "Task": "tasks",
-    "score": "rewards",
-    "sample": "sampling",
-    "make_agent": "agents", "agents_from_config": "rollout", "detector_from_config": "rollout",
-    "rollout_group": "rollout", "Rollout": "rollout",
-    "train": "trainer", "TrainingStopped": "trainer",
-    "evaluate": "evaluation", "EvalResult": "evaluation", "pass_at_k": "evaluation",
-    "load_trained": "experiments", "read_metrics": "runinfo",
-    "CheckpointError": "checkpoint",
+    "load_policy": "model.policy", "Policy": "model.policy",
+    "load_tasks": "tasks.loading", "tasks_from_config": "tasks.loading", "Task": "tasks.loading",
+    "score": "tasks.rewards",
+    "sample": "engine.sampling",
+    "make_agent": "agents.base", "agents_from_config": "rollout.groups", "detector_from_config": "rollout.groups",
+    "rollout_group": "rollout.groups", "Rollout": "rollout.groups",
+    "train": "training.trainer", "TrainingStopped": "training.trainer",
+    "evaluate": "evaluation.agent_free", "EvalResult": "evaluation.agent_free", "pass_at_k": "evaluation.agent_free",
+    "load_trained": "experiments.runs", "read_metrics": "training.runinfo",
+    "CheckpointError": "training.checkpoint",
 }
 _RENAMED = {"tasks_from_config": "from_config"}
 __all__ = ["Config", "ConfigError", *_EXPORTS]

@@ -18,9 +18,9 @@ import json
 import sys
 from pathlib import Path
 
-from .config import Config, ConfigError
+from aipo_lite.config import Config, ConfigError
 
-COMMANDS = {"train": "aipo_lite.trainer", "notebooks": "aipo_lite.run_notebooks", "trl": "aipo_lite.trl_bridge"}
+COMMANDS = {"train": "aipo_lite.training.trainer", "notebooks": "aipo_lite.run_notebooks", "trl": "aipo_lite.integrations.trl_bridge"}
 
 
 def _config(argv: list[str], name: str, *extra: tuple[str, dict]) -> tuple[Config, argparse.Namespace]:
@@ -40,9 +40,9 @@ def evaluate_command(argv: list[str]) -> int:
     """Agent-free pass@k of the base policy or of a run's adapter on eval_tiers' test problems."""
     cfg, args = _config(argv, "eval", ("--adapter", dict(default=None, help="a run folder: evaluate its last checkpoint")),
                         ("--out", dict(default=None, help="write the result JSON here")))
-    from .evaluation import evaluate
-    from .experiments import load_trained
-    from .tasks import from_config
+    from aipo_lite.evaluation.agent_free import evaluate  # lazy: a bad config exits before the training stack (torch) loads
+    from aipo_lite.experiments.runs import load_trained  # lazy: a bad config exits before the training stack (torch) loads
+    from aipo_lite.tasks.loading import from_config  # lazy: a bad config exits before the training stack (torch) loads
     tasks = from_config(cfg, "test", cfg.eval_tiers, cfg.eval_problems_per_tier)
     result = evaluate(load_trained(cfg, args.adapter), tasks, cfg)
     print(result.table_markdown())
@@ -54,8 +54,8 @@ def evaluate_command(argv: list[str]) -> int:
 def grid_command(argv: list[str]) -> int:
     """Train grid_arms x grid_seeds on grid_overrides (resumable), evaluate agent-free, print the table."""
     cfg, args = _config(argv, "grid", ("--out", dict(required=True, help="root folder of the grid's runs")))
-    from . import grid
-    from .tasks import from_config
+    from aipo_lite.experiments import grid  # lazy: a bad config exits before the training stack (torch) loads
+    from aipo_lite.tasks.loading import from_config  # lazy: a bad config exits before the training stack (torch) loads
     base, root, n = grid.base_config(cfg), Path(args.out), cfg.grid_eval_n
     grid.train_grid(base, cfg.grid_arms, cfg.grid_seeds, root, profile=args.profile)
     tests = from_config(base, "test", base.heldout_tiers, cfg.grid_eval_problems_per_tier, field="heldout_tiers")

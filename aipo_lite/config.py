@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .arms import ARMS
+from aipo_lite.arms import ARMS
+from aipo_lite.names import AGENT_BACKENDS, BOTTLENECK_TIERS, LOWER_BOUNDS, MIN_TEMPERATURE, TIER_FIELDS, TIERS
+from aipo_lite.presets import GRID_BASE, PROFILES
 
 
 class ConfigError(ValueError):
@@ -33,12 +35,6 @@ def _f(default: Any, help: str, choices: tuple | None = None, **kw):
     return field(default=default, metadata=meta, **kw)
 
 
-TIERS = ("add1d", "add2d", "mul1x2", "add3", "expr3", "units")
-# the controlled-bottleneck tiers (data/make_data.py): valid names, not in the defaults
-BOTTLENECK_TIERS = ("recall", "recall_t")
-TIER_FIELDS = ("train_tiers", "eval_tiers", "probe_tiers", "heldout_tiers")
-AGENT_BACKENDS = ("rule", "hf", "openai")  # agents.make_agent's backends
-MIN_TEMPERATURE = 0.01
 
 
 @dataclass
@@ -149,9 +145,9 @@ class Config:
     boundary_n: int = _f(64, "Notebook 05: samples per problem; pass@k is reported for k = 1, 2, 4, ... <= boundary_n.")
 
     # --- method grids (grid.py; notebook 06, benchmarks/recall_grid.py) ---------------------
-    grid_arms: list = _f(["grpo", "aipo", "arpo", "aapo", "rrl", "aipo+arpo", "aipo+aapo", "aipo+rrl"], "Arms of the method grid (grid.ARMS): each a change of the grid's base config at equal rollouts per step.")
+    grid_arms: list = _f(["grpo", "aipo", "arpo", "aapo", "rrl", "aipo+arpo", "aipo+aapo", "aipo+rrl"], "Arms of the method grid (aipo_lite.arms.ARMS): each a change of the grid's base config at equal rollouts per step.")
     grid_seeds: list = _f([0, 1, 2], "Seeds of every grid arm (>= 3 for a claim that one arm beats another).")
-    grid_overrides: dict = _f(dict(train_tiers=["recall"], heldout_tiers=["recall", "recall_t"], train_steps=40, prompts_per_step=4, g_ind=2, g_asst=2, consult_budget=1, detector_every_line=True, guidance_form="inline", rollout_max_new_tokens=16, eval_max_new_tokens=16, train_eval_problems_per_tier=12, train_eval_n=4, train_eval_every=20, checkpoint_every=10, log_completions_every=0), "Config fields the grid's base config changes (default: the controlled-bottleneck protocol of the README: train on `recall`, evaluate on `recall` and `recall_t`, inline guidance at the first line).")
+    grid_overrides: dict = _f(GRID_BASE, "Config fields the grid's base config changes (default: the controlled-bottleneck protocol of the README: train on `recall`, evaluate on `recall` and `recall_t`, inline guidance at the first line).")
     grid_eval_n: int = _f(16, "Samples per held-out problem in the grid's final agent-free evaluation (pass@1 and pass@grid_eval_n).")
     grid_eval_problems_per_tier: int = _f(0, "Held-out problems per tier in the grid's final evaluation; 0 = all.")
 
@@ -177,13 +173,13 @@ class Config:
                 raise ConfigError(f"{f.name}={value!r} must be of type {f.type}")
             if f.type == "float" and not math.isfinite(value):
                 raise ConfigError(f"{f.name}={value!r} must be a finite number")
-        _check(self.lora_r >= 0, "lora_r", self.lora_r, "must be >= 0")
         _check(self.lora_alpha > 0, "lora_alpha", self.lora_alpha, "must be > 0")
         _check(0 <= self.lora_dropout < 1, "lora_dropout", self.lora_dropout, "must be in [0, 1)")
-        _check(self.num_threads >= 0, "num_threads", self.num_threads, "must be >= 0")
         bad = [b for b in self.compare_backends if b not in AGENT_BACKENDS]
         _check(not bad and bool(self.compare_backends), "compare_backends", self.compare_backends,
                f"must be a non-empty list of backends from {list(AGENT_BACKENDS)}")
+        for name, least in LOWER_BOUNDS.items():  # simple lower bounds
+            _check(getattr(self, name) >= least, name, getattr(self, name), f"must be >= {least}")
         for name in TIER_FIELDS:  # other task sources: checked against the tasks when they load (tasks.from_config)
             tiers = getattr(self, name)
             _check(all(isinstance(t, str) for t in tiers), name, tiers, "must be a list of tier names (strings)")
@@ -192,16 +188,9 @@ class Config:
                 _check(not bad, name, bad, f"unknown tier(s); the synth suite has {list(TIERS + BOTTLENECK_TIERS)}")
         _check(0 < self.task_test_fraction < 1, "task_test_fraction", self.task_test_fraction, "must be in (0, 1)")
         _check(self.tis_cap >= 0, "tis_cap", self.tis_cap, "must be >= 0 (0 = no correction)")
-        _check(self.agent_concurrency >= 1, "agent_concurrency", self.agent_concurrency, "must be >= 1")
-        for name in ("g_ind", "g_asst", "consult_budget", "agent_retries", "probe_problems_per_tier"):
-            _check(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
         _check(self.g_ind + self.g_asst >= 1, "g_asst", self.g_asst, "g_ind + g_asst must be >= 1")
         _check(self.advantage != "sft" or self.g_asst >= 1, "advantage", self.advantage,
                "'sft' trains on the agent-assisted successes: it needs g_asst >= 1")
-        for name in ("arpo_branches", "arpo_beta", "rrl_groups", "aapo_clip_low", "aapo_clip_high"):
-            _check(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
-        for name in ("arpo_k", "arpo_beam", "rrl_capacity", "rrl_max_age", "rrl_max_replays"):
-            _check(getattr(self, name) >= 1, name, getattr(self, name), "must be >= 1")
         _check(0 <= self.arpo_alpha <= 1, "arpo_alpha", self.arpo_alpha, "must be in [0, 1]")
         _check(0 < self.rrl_prefix_frac < 1, "rrl_prefix_frac", self.rrl_prefix_frac, "must be in (0, 1)")
         _check(self.rrl_groups < self.prompts_per_step, "rrl_groups", self.rrl_groups,
@@ -211,20 +200,14 @@ class Config:
                "where AAPO's momentum is the only signal")
         _check(not (self.advantage == "sft" and (self.arpo_branches or self.rrl_groups)), "advantage", self.advantage,
                "'sft' (the distillation baseline) takes no method parts: set arpo_branches=0 and rrl_groups=0")
-        _check(self.guidance_fade_steps >= 0, "guidance_fade_steps", self.guidance_fade_steps, "must be >= 0")
         _check(not self.guide_only_failed or self.g_ind >= 1, "guide_only_failed", self.guide_only_failed,
                "needs g_ind >= 1 (independent rollouts decide which problems failed)")
         _check(self.rollout_temperature >= MIN_TEMPERATURE, "rollout_temperature", self.rollout_temperature,
                f"must be >= {MIN_TEMPERATURE} (lower overflows the tempered logits)")
-        _check(self.rollout_max_new_tokens >= 1, "rollout_max_new_tokens", self.rollout_max_new_tokens, "must be >= 1")
-        for name in ("detector_window", "detector_init_tokens"):
-            _check(getattr(self, name) >= 1, name, getattr(self, name), "must be >= 1")
-        _check(self.detector_tau_abs >= 0, "detector_tau_abs", self.detector_tau_abs, "must be >= 0")
         _check(0 < self.agent_timeout <= 3600, "agent_timeout", self.agent_timeout, "must be in (0, 3600] seconds")
         _check(self.agent_retries <= 10, "agent_retries", self.agent_retries, "must be <= 10")
         _check(0 <= self.agent_max_fallback_rate <= 1, "agent_max_fallback_rate", self.agent_max_fallback_rate,
                "must be in [0, 1]")
-        _check(self.max_skipped_in_row >= 1, "max_skipped_in_row", self.max_skipped_in_row, "must be >= 1")
         url = urlsplit(self.agent_base_url)
         try:
             port_ok = url.port is None or url.port > 0
@@ -233,34 +216,20 @@ class Config:
         _check(url.scheme in ("http", "https") and bool(url.hostname) and port_ok and not url.query and not url.fragment,
                "agent_base_url", self.agent_base_url,
                "must be an http:// or https:// URL with a host, e.g. 'http://127.0.0.1:8080/v1'")
-        _check(self.agent_max_new_tokens >= 1, "agent_max_new_tokens", self.agent_max_new_tokens, "must be >= 1")
         _check(0 <= self.agent_w_min <= self.agent_w_max, "agent_w_min", self.agent_w_min,
                f"must be in [0, agent_w_max={self.agent_w_max}]")
         _check(self.luffy_gamma > 0, "luffy_gamma", self.luffy_gamma, "must be > 0")
-        for name in ("clip_eps_low", "clip_eps_high", "kl_beta", "weight_decay", "max_grad_norm"):
-            _check(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
         _check(self.clip_eps_low < 1, "clip_eps_low", self.clip_eps_low, "must be < 1")
         _check(self.learning_rate > 0, "learning_rate", self.learning_rate, "must be > 0")
-        for name in ("train_steps", "prompts_per_step", "micro_batch_size", "train_eval_problems_per_tier", "train_eval_n"):
-            _check(getattr(self, name) >= 1, name, getattr(self, name), "must be >= 1")
-        _check(self.boundary_problems_per_tier >= 1, "boundary_problems_per_tier", self.boundary_problems_per_tier, "must be >= 1")
-        _check(self.boundary_n >= 1, "boundary_n", self.boundary_n, "must be >= 1")
-        for name in ("train_eval_every", "checkpoint_every", "log_completions_every"):
-            _check(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
         bad = [a for a in self.grid_arms if a not in ARMS]
         _check(not bad and bool(self.grid_arms), "grid_arms", bad or self.grid_arms,
                f"must be a non-empty list of arms from {list(ARMS)}")
-        _check(self.grid_eval_n >= 1, "grid_eval_n", self.grid_eval_n, "must be >= 1")
-        _check(self.grid_eval_problems_per_tier >= 0, "grid_eval_problems_per_tier", self.grid_eval_problems_per_tier,
-               "must be >= 0")
         _check(len(self.grid_seeds) >= 1 and all(isinstance(x, int) and not isinstance(x, bool) for x in self.grid_seeds),
                "grid_seeds", self.grid_seeds, "must be a non-empty list of ints")
         _check(len(set(self.grid_seeds)) == len(self.grid_seeds), "grid_seeds", self.grid_seeds,
                "has duplicates (each seed would be counted twice)")
         bad = sorted(set(self.grid_overrides) - {f.name for f in dataclasses.fields(self)} | {"grid_overrides"} & set(self.grid_overrides))
         _check(not bad, "grid_overrides", bad, "are not Config fields (or nest grid_overrides)")
-        _check(self.eval_problems_per_tier >= 0, "eval_problems_per_tier", self.eval_problems_per_tier, "must be >= 0")
-        _check(self.eval_n >= 1, "eval_n", self.eval_n, "must be >= 1")
         _check(bool(self.eval_ks) and all(isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= self.eval_n for k in self.eval_ks),
                "eval_ks", self.eval_ks, f"must be a non-empty list of ints in [1, eval_n={self.eval_n}]")
         _check(self.eval_temperature == 0 or self.eval_temperature >= MIN_TEMPERATURE, "eval_temperature",
@@ -268,9 +237,6 @@ class Config:
         _check(self.eval_temperature > 0 or self.eval_n == 1, "eval_temperature", self.eval_temperature,
                "0 (greedy) gives identical samples: set eval_n=1")
         _check(0 < self.eval_top_p <= 1, "eval_top_p", self.eval_top_p, "must be in (0, 1]")
-        _check(self.eval_max_new_tokens >= 1, "eval_max_new_tokens", self.eval_max_new_tokens, "must be >= 1")
-        _check(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size, "must be >= 1")
-        _check(self.bootstrap_samples >= 0, "bootstrap_samples", self.bootstrap_samples, "must be >= 0")
 
     # --- construction ----------------------------------------------------------------
     @classmethod
@@ -325,28 +291,3 @@ class Config:
 def _check(ok: bool, name: str, value: Any, why: str) -> None:
     if not ok:
         raise ConfigError(f"{name}={value!r} {why}")
-
-
-# Presets. `demo` is what `make demo` runs on a 2-core CPU; `smoke` is for tests.
-# The demo's slice of the method grid: the controlled-bottleneck protocol, 4 steps, small evaluations.
-DEMO_GRID = {**Config.__dataclass_fields__["grid_overrides"].default_factory(), "train_steps": 3,
-             "train_eval_every": 0, "train_eval_problems_per_tier": 4, "train_eval_n": 2, "checkpoint_every": 2}
-PROFILES: dict[str, dict] = {
-    "demo": dict(eval_problems_per_tier=10, eval_n=8, eval_ks=[1, 2, 4, 8], probe_problems_per_tier=6,
-                 train_tiers=["add3", "expr3"], train_steps=8, prompts_per_step=4, rollout_max_new_tokens=48,
-                 train_eval_every=8, checkpoint_every=4, log_completions_every=4, boundary_problems_per_tier=6,
-                 boundary_n=32, grid_arms=["grpo", "aipo", "aipo+arpo"], grid_eval_n=4,
-                 grid_eval_problems_per_tier=6, grid_overrides=DEMO_GRID),
-    # `grid`: the demo with the full method grid of the README (Config's grid_* defaults: 40 steps,
-    # every arm, 3 seeds, every held-out problem x 16); notebook 06 with it trains for hours on a CPU
-    # (re-running reads the finished runs).
-    "grid": dict(eval_problems_per_tier=10, eval_n=8, eval_ks=[1, 2, 4, 8], probe_problems_per_tier=6),
-    "smoke": dict(eval_tiers=["add1d", "add3"], eval_problems_per_tier=2, eval_n=2, eval_ks=[1, 2],
-                  eval_max_new_tokens=24, bootstrap_samples=50, probe_problems_per_tier=1, g_ind=2,
-                  g_asst=2, rollout_max_new_tokens=24, train_tiers=["add1d", "add3"], heldout_tiers=["add3"],
-                  train_steps=2, prompts_per_step=1, train_eval_every=0, train_eval_problems_per_tier=1,
-                  train_eval_n=2, checkpoint_every=0, log_completions_every=1, boundary_problems_per_tier=1,
-                  boundary_n=4, lora_r=4, equal_wall_time=False, grid_arms=["grpo", "aipo+rrl"], grid_seeds=[0],
-                  grid_eval_n=2, grid_eval_problems_per_tier=1, grid_overrides={**DEMO_GRID, "train_steps": 2,
-                                                                                  "prompts_per_step": 2}),
-}

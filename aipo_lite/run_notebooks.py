@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import Config, ConfigError
+from aipo_lite.config import Config, ConfigError
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 

@@ -7,9 +7,9 @@ import argparse
 import time
 
 from aipo_lite.config import Config
-from aipo_lite.evaluation import evaluate
-from aipo_lite.policy import load_policy
-from aipo_lite.tasks import from_config as tasks_from_config
+from aipo_lite.evaluation.agent_free import evaluate
+from aipo_lite.model.policy import load_policy
+from aipo_lite.tasks.loading import from_config as tasks_from_config
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--temperature", type=float, default=1.0)

@@ -29,10 +29,10 @@ import time
 import torch
 
 from aipo_lite.config import Config
-from aipo_lite.policy import load_policy
-from aipo_lite.prompts import agent_free_prompt
-from aipo_lite.sampling import sample
-from aipo_lite.tasks import load_tasks
+from aipo_lite.model.policy import load_policy
+from aipo_lite.tasks.prompts import agent_free_prompt
+from aipo_lite.engine.sampling import sample
+from aipo_lite.tasks.loading import load_tasks
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 ap.add_argument("--batch-size", type=int, required=True)
@@ -108,7 +108,7 @@ run_kit(prompts[:args.batch_size]), run_generate(prompts[:args.batch_size])  # w
 kit_tokens, kit_s = run_kit(prompts)
 gen_tokens, gen_s = run_generate(prompts)
 if args.compare_read_first:
-    from aipo_lite import engine
+    from aipo_lite.engine import decode as engine
     encoded = [tok.encode(p, add_special_tokens=False) for p in prompts]
     never = torch.tensor([], dtype=torch.long)
     for name, hook in (("look-ahead", None), ("read-first", lambda row: None)) * 2:  # interleaved, twice

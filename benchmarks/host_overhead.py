@@ -19,10 +19,12 @@ import types
 import torch
 from transformers import AutoTokenizer
 
-from aipo_lite import engine, kv_cache
-from aipo_lite.commit_machine import commit_machine
+from aipo_lite.engine import decode as engine
+
+from aipo_lite.engine import kv_cache
+from aipo_lite.engine.commit_machine import commit_machine
 from aipo_lite.config import Config
-from aipo_lite.policy import resolve_model_path
+from aipo_lite.model.policy import resolve_model_path
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 ap.add_argument("--batch-size", type=int, required=True)

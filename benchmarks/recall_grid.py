@@ -1,4 +1,4 @@
-"""Does agent guidance become agent-free skill? The arms of aipo_lite.grid on the controlled bottleneck.
+"""Does agent guidance become agent-free skill? The arms of aipo_lite.experiments.grid on the controlled bottleneck.
 
     .venv/bin/python benchmarks/recall_grid.py --seeds 0 1 2 --steps 40 [--arms grpo aipo aipo_fade ...]
     .venv/bin/python benchmarks/recall_grid.py --tiers expr3 units --problems 24 --root runs/hard_grid \
@@ -20,14 +20,15 @@ tiers with the same protocol, e.g. the hard tiers `expr3` and `units`.
 import argparse
 import json
 
-from aipo_lite import grid
+from aipo_lite.arms import ARMS
+from aipo_lite.experiments import grid
 from aipo_lite.config import Config
-from aipo_lite.tasks import load_tasks
+from aipo_lite.tasks.loading import load_tasks
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
 ap.add_argument("--steps", type=int, default=40)
-ap.add_argument("--arms", nargs="+", default=["grpo", "aipo", "aipo_fade"], help=f"from {list(grid.ARMS)}")
+ap.add_argument("--arms", nargs="+", default=["grpo", "aipo", "aipo_fade"], help=f"from {list(ARMS)}")
 ap.add_argument("--root", default="runs/recall_grid")
 ap.add_argument("--n", type=int, default=16, help="samples per test problem in the final evaluation")
 ap.add_argument("--train-only", action="store_true", help="train, skip the evaluation and table")

@@ -41,7 +41,7 @@ out.mkdir(parents=True)
 
 
 def trainer(run_dir: Path, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "aipo_lite.trainer", "--profile", "smoke", "--run-dir",
+    return subprocess.Popen([sys.executable, "-m", "aipo_lite.training.trainer", "--profile", "smoke", "--run-dir",
                              str(run_dir), "--overrides", json.dumps(overrides)], cwd=ROOT,
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)
 

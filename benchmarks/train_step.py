@@ -18,7 +18,7 @@ import tempfile
 import torch
 
 from aipo_lite.config import Config
-from aipo_lite.trainer import train
+from aipo_lite.training.trainer import train
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--profile", default="demo")

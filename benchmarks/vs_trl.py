@@ -26,11 +26,11 @@ import time
 import torch
 
 from aipo_lite.config import Config
-from aipo_lite.policy import load_policy, resolve_device, resolve_dtype
-from aipo_lite.prompts import agent_free_prompt
-from aipo_lite.rewards import score
-from aipo_lite.tasks import load_tasks
-from aipo_lite.trainer import train
+from aipo_lite.model.policy import load_policy, resolve_device, resolve_dtype
+from aipo_lite.tasks.prompts import agent_free_prompt
+from aipo_lite.tasks.rewards import score
+from aipo_lite.tasks.loading import load_tasks
+from aipo_lite.training.trainer import train
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 ap.add_argument("--steps", type=int, default=8)

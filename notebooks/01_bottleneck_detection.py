@@ -18,7 +18,7 @@
 #
 # Samples real agent-free SmolLM2 rollouts on multi-step tiers, marks where each first goes
 # wrong (the first false equation, else a wrong committed answer) and where the entropy
-# detector (`aipo_lite.detector`, docs/methods.md §3) would first fire, then measures the
+# detector (`aipo_lite.rollout.detector`, docs/methods.md §3) would first fire, then measures the
 # detector as a predictor: *precision* = firings that came at or before an error / all
 # firings; *recall* = errors preceded by a firing / all errors — at the config's thresholds
 # and over a sweep of `detector_tau_abs`.
@@ -33,11 +33,11 @@ import json
 
 
 from aipo_lite.config import Config
-from aipo_lite.detector import Detector, char_to_token, first_entropy_firing, first_error_char, precision_recall
-from aipo_lite.plots import plot_entropy_traces, plot_precision_recall
-from aipo_lite.policy import load_policy
-from aipo_lite.rollout import rollout_group
-from aipo_lite.tasks import from_config as tasks_from_config
+from aipo_lite.rollout.detector import Detector, char_to_token, first_entropy_firing, first_error_char, precision_recall
+from aipo_lite.experiments.plots import plot_entropy_traces, plot_precision_recall
+from aipo_lite.model.policy import load_policy
+from aipo_lite.rollout.groups import rollout_group
+from aipo_lite.tasks.loading import from_config as tasks_from_config
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 

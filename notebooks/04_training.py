@@ -36,9 +36,9 @@ import gc
 import json
 
 from aipo_lite.config import Config
-from aipo_lite.experiments import arm_config, extend_to_wall_time, read_metrics, wall_time
-from aipo_lite.plots import plot_training_curves
-from aipo_lite.trainer import train
+from aipo_lite.experiments.runs import arm_config, extend_to_wall_time, read_metrics, wall_time
+from aipo_lite.experiments.plots import plot_training_curves
+from aipo_lite.training.trainer import train
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 

@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 07 · The TRL bridge: the same step through the kit's trainer and through TRL's `GRPOTrainer`
 #
-# Researchers who outgrow one device move to TRL (accelerate, DeepSpeed, vLLM). `aipo_lite.trl_bridge`
+# Researchers who outgrow one device move to TRL (accelerate, DeepSpeed, vLLM). `aipo_lite.integrations.trl_bridge`
 # carries AIPO there: TRL 1.16's `GRPOTrainer` with the kit's rollouts (independent + assisted, agents,
 # provenance), its advantages (independent baseline) and its token loss (the agent-token weight on
 # AGENT tokens), TRL's machinery for the rest. Here, on the same rollouts, one step's loss and LoRA
@@ -26,7 +26,7 @@
 # has signal); `bridge_model="smollm2"` compares on the real policy. The training at the end runs
 # SmolLM2 with its real rewards.
 #
-# Several processes: `accelerate launch --multi_gpu --num_processes 2 -m aipo_lite.trl_bridge --profile smoke --run-dir runs/trl2`
+# Several processes: `accelerate launch --multi_gpu --num_processes 2 -m aipo_lite.integrations.trl_bridge --profile smoke --run-dir runs/trl2`
 # (on a CPU-only machine this runs two gloo processes; `tests/test_trl_bridge.py` checks that they
 # keep identical adapters and log the losses of one process on the same global batches).
 
@@ -43,11 +43,11 @@ import os
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
-from aipo_lite import trl_bridge
+from aipo_lite.integrations import trl_bridge
 from aipo_lite.config import Config
-from aipo_lite.policy import load_policy
-from aipo_lite.tasks import load_tasks
-from aipo_lite.trl_compare import compare_step, make_tiny_model, random_adapter
+from aipo_lite.model.policy import load_policy
+from aipo_lite.tasks.loading import load_tasks
+from aipo_lite.integrations.trl_compare import compare_step, make_tiny_model, random_adapter
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 if bridge_model not in ("tiny", "smollm2"):

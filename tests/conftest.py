@@ -19,7 +19,7 @@ def real_policies():
     'bfloat16'), loaded once per session. Precision-sensitive tests name both dtypes
     explicitly, so a CI machine without native bf16 still runs the bf16 paths (emulated)."""
     from aipo_lite.config import Config
-    from aipo_lite.policy import load_policy
+    from aipo_lite.model.policy import load_policy
     cache = {}
 
     def get(dtype: str = "auto"):
@@ -38,14 +38,14 @@ def real_policy(real_policies):
 def fill_lora(model, b_scale: float, seed: int = 0) -> None:
     """Seeded values for every LoRA A and B (peft draws A at random), so policies loaded in
     different dtypes carry the same adapter and the merged sampler differs from the base."""
-    from aipo_lite.trl_compare import random_adapter
+    from aipo_lite.integrations.trl_compare import random_adapter
     random_adapter(model, b_scale, seed, a_fan_in=True)
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A tiny randomly initialised Llama with SmolLM2's tokenizer (plumbing tests only)."""
-    from aipo_lite.trl_compare import make_tiny_model
+    from aipo_lite.integrations.trl_compare import make_tiny_model
     return make_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
@@ -59,7 +59,7 @@ def free_port() -> int:
 def llama_server(tmp_path_factory):
     """Base URL ('http://127.0.0.1:<port>/v1') of llama-cpp-python's OpenAI-compatible server
     running the SmolLM2 GGUF (model name 'smollm2'); terminated at the end of the session."""
-    from aipo_lite.policy import smollm2_gguf_path
+    from aipo_lite.model.policy import smollm2_gguf_path
 
     try:
         import llama_cpp.server  # noqa: F401

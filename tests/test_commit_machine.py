@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from aipo_lite.commit_machine import _char_dfa, char_class, commit_machine
-from aipo_lite.rewards import COMMITTED
+from aipo_lite.engine.commit_machine import _char_dfa, char_class, commit_machine
+from aipo_lite.tasks.rewards import COMMITTED
 
 
 @pytest.fixture(scope="module")
@@ -13,7 +13,7 @@ def tok():
     from transformers import AutoTokenizer
 
     from aipo_lite.config import Config
-    from aipo_lite.policy import resolve_model_path
+    from aipo_lite.model.policy import resolve_model_path
     return AutoTokenizer.from_pretrained(resolve_model_path(Config()))
 
 
@@ -87,9 +87,9 @@ def test_decode_loop_ends_each_row_at_its_first_committed_answer(real_policies, 
     answer in its last token and none before it; every other row holds none. Sampled and forced
     tokens both count (two rows are fed a committed answer, then more text). Both decode paths
     (static: finished rows keep their slot, the CUDA path), both precisions."""
-    from aipo_lite import engine
-    from aipo_lite.prompts import agent_free_prompt
-    from aipo_lite.tasks import load_tasks
+    from aipo_lite.engine import decode as engine
+    from aipo_lite.tasks.prompts import agent_free_prompt
+    from aipo_lite.tasks.loading import load_tasks
     real_policy = real_policies(dtype)
     tok = real_policy.tokenizer
     tasks = load_tasks("synth", "test", tiers=["add3", "recall"], limit_per_tier=4)
@@ -116,9 +116,10 @@ def test_assisted_rows_decode_only_where_needed_with_the_same_rollouts(real_poli
     (decided from token ids and entropies); forcing a decode at every call gives the same
     rollouts, consults and stops, with every trigger on (entropy, verify-before-commit, tags),
     in both precisions."""
-    from aipo_lite import assist, rollout
-    from aipo_lite.detector import Detector
-    from aipo_lite.tasks import load_tasks
+    from aipo_lite.rollout import consult as assist
+    from aipo_lite.rollout import groups as rollout
+    from aipo_lite.rollout.detector import Detector
+    from aipo_lite.tasks.loading import load_tasks
     tasks = load_tasks("synth", "test", tiers=["add3", "units", "recall"], limit_per_tier=3)
     agents = rollout.agents_from_config(__import__("aipo_lite.config", fromlist=["Config"]).Config())
     det = Detector(tau_abs=1.0, tau_rel=0.3, every_line=every_line)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from aipo_lite.detector import Detector, Trigger, entropy_fires, route
+from aipo_lite.rollout.detector import Detector, Trigger, entropy_fires, route
 
 
 def test_entropy_needs_init_and_window_tokens():
@@ -65,7 +65,7 @@ def test_entropy_consults_land_at_line_ends_and_see_the_whole_line():
 
 
 def test_first_error_finds_false_equations_then_wrong_answers():
-    from aipo_lite.detector import first_error_char
+    from aipo_lite.rollout.detector import first_error_char
     text = "46 + 68 = 114. 114 - 41 = 75.\nAnswer: 75"
     assert first_error_char(text, "73") == text.index("114 - 41")
     assert first_error_char("46 + 68 = 114.\nAnswer: 114", "73") == len("46 + 68 = 114.\n")
@@ -74,7 +74,7 @@ def test_first_error_finds_false_equations_then_wrong_answers():
 
 
 def test_first_firing_and_precision_recall():
-    from aipo_lite.detector import first_entropy_firing, precision_recall
+    from aipo_lite.rollout.detector import first_entropy_firing, precision_recall
     trace = [0.2] * 4 + [2.0] * 4 + [0.1] * 4
     assert first_entropy_firing(trace, 4, 4, 1.0, 0.5) == 7
     assert first_entropy_firing([0.2] * 12, 4, 4, 1.0, 0.5) is None
@@ -85,7 +85,7 @@ def test_first_firing_and_precision_recall():
 
 def test_first_error_reads_numbers_as_the_model_writes_them():
     """GSM8K-style numbers (separators, decimals, money) are not false errors in notebook 01's labels."""
-    from aipo_lite.detector import first_error_char
+    from aipo_lite.rollout.detector import first_error_char
     assert first_error_char("1,000 + 2 = 1,002.\n0.5 * 4 = 2.\n$1,200 + $300 = $1,500.\nAnswer: 1500", "1500") is None
     text = "1,000 + 2 = 1,002.\n0.5 * 4 = 3.\nAnswer: 3"
     assert first_error_char(text, "2") == text.index("0.5")

@@ -3,13 +3,15 @@
 import pytest
 import torch
 
-from aipo_lite import engine, prefill
+from aipo_lite.engine import decode as engine
+
+from aipo_lite.engine import prefill
 from aipo_lite.config import Config
-from aipo_lite.engine import Prov, Row
-from aipo_lite.policy import load_policy
-from aipo_lite.prompts import agent_free_prompt
-from aipo_lite.rollout import assisted_prompt
-from aipo_lite.tasks import load_tasks
+from aipo_lite.engine.decode import Prov, Row
+from aipo_lite.model.policy import load_policy
+from aipo_lite.tasks.prompts import agent_free_prompt
+from aipo_lite.rollout.groups import assisted_prompt
+from aipo_lite.tasks.loading import load_tasks
 
 
 def _generate_greedy(model, prompt: list[int], n: int) -> list[int]:
@@ -41,9 +43,9 @@ def test_greedy_decoding_matches_transformers_generate(real_policies, dtype, sta
     # plain and assisted prompts in one batch: two prefix groups, each cached once
     prompts = [tok.encode(agent_free_prompt(tok, t.question), add_special_tokens=False) for t in tasks]
     prompts += [tok.encode(assisted_prompt(tok, t.question), add_special_tokens=False) for t in tasks[:2]]
-    assert len(engine.prefix_groups(prompts)) == 2
+    assert len(prefill.prefix_groups(prompts)) == 2
     monkeypatch.setattr(prefill, "BUCKET_COST", 10**9 if static else 0)
-    rests = sorted(len(p) - n for rows_, n in engine.prefix_groups(prompts) for p in (prompts[b] for b in rows_))
+    rests = sorted(len(p) - n for rows_, n in prefill.prefix_groups(prompts) for p in (prompts[b] for b in rows_))
     buckets = prefill.length_buckets(rests, prefill.BUCKET_COST)
     assert len(buckets) == 1 if static else len(buckets) == len(set(rests)) > 1
     rows = [Row(p, 20) for p in prompts]
@@ -133,19 +135,20 @@ def test_length_buckets_compute_the_fewest_positions():
 
 def test_prefix_groups_cache_each_prompt_kind_once():
     plain, asst = [1, 2] + [5] * 20, [1, 3] + [6] * 30
-    groups = engine.prefix_groups([plain + [7], asst + [7], plain + [8], asst + [9]])
+    groups = prefill.prefix_groups([plain + [7], asst + [7], plain + [8], asst + [9]])
     assert sorted(groups) == [([0, 2], len(plain)), ([1, 3], len(asst))]
     # prompts that differ right after a common prefix (different questions): one shared group
-    assert engine.prefix_groups([[1, 2, 3, 4], [1, 2, 5, 6], [1, 2, 7, 8]]) == [([0, 1, 2], 2)]
+    assert prefill.prefix_groups([[1, 2, 3, 4], [1, 2, 5, 6], [1, 2, 7, 8]]) == [([0, 1, 2], 2)]
 
 
 def test_every_sampling_entry_point_takes_a_seed_or_a_generator_on_either_device(tiny_model_dir):
     """sampling.sample, rollout_group and engine.run accept an int seed, a CPU generator or one
     on the model's device (CUDA when present): the kit moves the draw to the model's device."""
-    from aipo_lite.agents import Guarded, make_agent
-    from aipo_lite.detector import Detector
-    from aipo_lite.rollout import rollout_group
-    from aipo_lite.sampling import sample
+    from aipo_lite.agents.guard import Guarded
+    from aipo_lite.agents.base import make_agent
+    from aipo_lite.rollout.detector import Detector
+    from aipo_lite.rollout.groups import rollout_group
+    from aipo_lite.engine.sampling import sample
     policy = load_policy(Config(model=tiny_model_dir, lora_r=0, dtype="float32"))
     tok, dev = policy.tokenizer, policy.device
     task = load_tasks("synth", "test", tiers=["add3"], limit_per_tier=1)
@@ -194,7 +197,7 @@ def test_static_step_launched_before_reading_the_last_one_changes_nothing(real_p
     device works while the host does its bookkeeping). Sampled at T = 1 with a seed, in several
     static batches, with the stop rule: the same ids, log-probs, entropies and endings as the
     read-first path (taken when a hook is given: here one that is never due)."""
-    from aipo_lite.commit_machine import commit_machine
+    from aipo_lite.engine.commit_machine import commit_machine
     policy = real_policies(dtype)
     tok, model = policy.tokenizer, policy.sampler()
     tasks = load_tasks("synth", "test", tiers=["add1d", "add3"], limit_per_tier=3)

@@ -3,7 +3,7 @@ from itertools import combinations
 
 import pytest
 
-from aipo_lite.evaluation import bootstrap_ci, pass_at_k, pass_at_k_table
+from aipo_lite.evaluation.agent_free import bootstrap_ci, pass_at_k, pass_at_k_table
 
 
 @pytest.mark.parametrize("n, c, k", [(8, 0, 1), (8, 3, 1), (8, 3, 4), (8, 5, 4), (8, 8, 8), (10, 1, 10), (16, 2, 5)])
@@ -51,10 +51,10 @@ def test_table_per_tier_and_overall():
 def test_evaluate_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path):
     """Plumbing only (a random model): structure, counts, JSON round trip, plot."""
     from aipo_lite.config import Config
-    from aipo_lite.evaluation import EvalResult, evaluate
-    from aipo_lite.plots import plot_pass_at_k
-    from aipo_lite.policy import load_policy
-    from aipo_lite.tasks import load_tasks
+    from aipo_lite.evaluation.agent_free import EvalResult, evaluate
+    from aipo_lite.experiments.plots import plot_pass_at_k
+    from aipo_lite.model.policy import load_policy
+    from aipo_lite.tasks.loading import load_tasks
 
     cfg = Config(model=tiny_model_dir, lora_r=4, dtype="float32", eval_n=4, eval_ks=[1, 4],
                  eval_max_new_tokens=6, eval_batch_size=5, bootstrap_samples=20)

@@ -10,11 +10,13 @@ import time
 
 import pytest
 
-from aipo_lite.agents import Guarded, Request, make_agent
+from aipo_lite.agents.guard import Guarded
+
+from aipo_lite.agents.base import Request, make_agent
 from aipo_lite.config import Config
-from aipo_lite.llm_agents import MAX_CHARS, MAX_RESPONSE_BYTES, AgentFault, build_messages, clean_reply
-from aipo_lite.rollout import agents_from_config
-from aipo_lite.tasks import Task, load_tasks
+from aipo_lite.agents.llm import MAX_CHARS, MAX_RESPONSE_BYTES, AgentFault, build_messages, clean_reply
+from aipo_lite.rollout.groups import agents_from_config
+from aipo_lite.tasks.loading import Task, load_tasks
 from conftest import free_port
 
 UNITS = Task("u1", "A film lasts 2 hours and 44 minutes. How many minutes long is the film?", "164",

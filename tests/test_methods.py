@@ -7,20 +7,22 @@ import random
 import pytest
 import torch
 
-from aipo_lite import arpo, rrl
-from aipo_lite.aapo import momentum
+from aipo_lite.methods import arpo
+
+from aipo_lite.methods import rrl
+from aipo_lite.methods.aapo import momentum
 from aipo_lite.config import Config, ConfigError
-from aipo_lite.engine import Prov
-from aipo_lite.rollout import Rollout
-from aipo_lite.tasks import Task
-from aipo_lite.trainer import assign_advantages, micro_batch_loss
-from aipo_lite.views import TrainSeq, to_train_seqs
+from aipo_lite.engine.decode import Prov
+from aipo_lite.rollout.groups import Rollout
+from aipo_lite.tasks.loading import Task
+from aipo_lite.training.trainer import assign_advantages, micro_batch_loss
+from aipo_lite.methods.views import TrainSeq, to_train_seqs
 
 @pytest.fixture(scope="module")
 def tok():
     from transformers import AutoTokenizer
 
-    from aipo_lite.policy import resolve_model_path
+    from aipo_lite.model.policy import resolve_model_path
     return AutoTokenizer.from_pretrained(resolve_model_path(Config()))
 
 
@@ -28,7 +30,7 @@ def tok():
 def lora_policy(request):
     from conftest import fill_lora
 
-    from aipo_lite.policy import load_policy
+    from aipo_lite.model.policy import load_policy
     policy = load_policy(Config.from_profile("smoke", lora_r=4, dtype=request.param))
     fill_lora(policy.model, 0.02)
     policy.mark_updated()
@@ -134,7 +136,7 @@ def test_aapo_loss_is_advantage_weighted_log_likelihood_token_mean(lora_policy):
         s.kind, s.old_logp, s.in_loss, s.span = [P] * n, [-1.0] * n, [True] * n, [-1] * n
     n_tok = sum(len(s.ids) for s in seqs)
     loss, _ = micro_batch_loss(lora_policy, seqs, cfg, 2, n_tok)
-    from aipo_lite.batching import sequence_logprobs
+    from aipo_lite.training.logprobs import sequence_logprobs
     with torch.no_grad():
         lp = sequence_logprobs(lora_policy.model, seqs, cfg.rollout_temperature, lora_policy.device)
     want = sum(-s.advantage * lp[b, :len(s.ids)].sum() for b, s in enumerate(seqs)) / n_tok
@@ -210,7 +212,7 @@ def test_config_names_the_parts_and_rejects_invalid_combinations():
                                    dict(rrl_groups=1, rrl_max_group_reward=1.0),
                                    dict(advantage="sft", agent_weight="sft", credit="all")])
 def test_every_method_trains_on_the_real_policy(tmp_path, parts):
-    from aipo_lite.trainer import METRICS, train
+    from aipo_lite.training.trainer import METRICS, train
     cfg = Config.from_profile("smoke", run_dir=str(tmp_path), train_steps=2, prompts_per_step=2,
                               train_tiers=["add1d"], rollout_max_new_tokens=16, log_completions_every=0, **parts)
     hist = train(cfg, progress=False)
@@ -233,7 +235,7 @@ def test_hard_attribution_maps_a_branch_point_into_an_internalized_assisted_pare
     """An assisted parent is trained internalized (tags stripped, its committed wrong answer
     dropped, the reply as its own line): the branch point after the feedback block covers
     exactly the parent's tokens up to and including the agent's line."""
-    from aipo_lite.rollout import Consult
+    from aipo_lite.rollout.groups import Consult
     parts = [("5 + 2 = 7.\nAnswer: 9\n", P), ("<feedback>", Prov.TEMPLATE), ("Next: 7 + 6 = 13.", A),
              ("</feedback>\n", Prov.TEMPLATE), ("7 + 6 = 13.\nAnswer: 13", P)]
     ids, prov, consults = [], [], []
@@ -260,7 +262,7 @@ def test_hard_attribution_maps_a_branch_point_into_an_internalized_assisted_pare
 
 
 def test_grid_intervals_hold_the_seed_spread_and_differences_say_when_they_exclude_zero():
-    from aipo_lite import grid
+    from aipo_lite.experiments import grid
 
     def res(per_seed_correct):
         return {"evals": [[{"n": 4, "correct": c, "kind": "recall"} for c in seed] for seed in per_seed_correct],

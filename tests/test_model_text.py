@@ -8,11 +8,11 @@ minus). An `eval` of a sampled equation once raised SyntaxError here and stopped
 
 import random
 
-from aipo_lite.agents import Request, make_agent
-from aipo_lite.assist import inline_line
-from aipo_lite.detector import Detector, first_error_char, route
-from aipo_lite.rewards import extract_answer, score
-from aipo_lite.tasks import load_tasks
+from aipo_lite.agents.base import Request, make_agent
+from aipo_lite.rollout.consult import inline_line
+from aipo_lite.rollout.detector import Detector, first_error_char, route
+from aipo_lite.tasks.rewards import extract_answer, score
+from aipo_lite.tasks.loading import load_tasks
 
 PIECES = ["0", "1", "2", "7", "08", "12", "999", "-", "+", "*", " x ", "×", "=", "/", ".", ",", "\n", " ", "\t",
           "Answer:", "answer =", "**Answer**:", "\\boxed{", "}", "{", "\\frac{3}{4}", "$", "<verify>", "</verify>",

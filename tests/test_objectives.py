@@ -1,11 +1,11 @@
-"""Loss math (aipo_lite.objectives) against hand-computed values written as literals."""
+"""Loss math (aipo_lite.methods.objectives) against hand-computed values written as literals."""
 
 import math
 
 import pytest
 import torch
 
-from aipo_lite import objectives as ob
+from aipo_lite.methods import objectives as ob
 
 D = torch.float64
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from aipo_lite.config import Config
-from aipo_lite.policy import load_policy, resolve_model_path
-from aipo_lite.prompts import agent_free_prompt
-from aipo_lite.rewards import score
-from aipo_lite.sampling import sample
-from aipo_lite.tasks import load_tasks
+from aipo_lite.model.policy import load_policy, resolve_model_path
+from aipo_lite.tasks.prompts import agent_free_prompt
+from aipo_lite.tasks.rewards import score
+from aipo_lite.engine.sampling import sample
+from aipo_lite.tasks.loading import load_tasks
 from conftest import fill_lora
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from aipo_lite.rewards import extract_answer, score
+from aipo_lite.tasks.rewards import extract_answer, score
 
 
 @pytest.mark.parametrize("completion, answer, expected", [

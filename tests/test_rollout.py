@@ -3,13 +3,15 @@
 import pytest
 import torch
 
-from aipo_lite.agents import Guarded, make_agent
+from aipo_lite.agents.guard import Guarded
+
+from aipo_lite.agents.base import make_agent
 from aipo_lite.config import Config
-from aipo_lite.detector import Detector
-from aipo_lite.engine import Prov
-from aipo_lite.prompts import agent_free_prompt
-from aipo_lite.rollout import rollout_group
-from aipo_lite.tasks import load_tasks
+from aipo_lite.rollout.detector import Detector
+from aipo_lite.engine.decode import Prov
+from aipo_lite.tasks.prompts import agent_free_prompt
+from aipo_lite.rollout.groups import rollout_group
+from aipo_lite.tasks.loading import load_tasks
 
 
 def _agents():
@@ -58,7 +60,8 @@ def test_inline_guidance_is_the_policys_next_line_under_the_agent_free_prompt(re
     """guidance_form='inline': the assisted rows use evaluation's prompt; each reply is written
     as the next line (AGENT tokens, `reply\\n`, no tags) at a line end; the reward reads the
     text after the last reply."""
-    from aipo_lite.rollout import _final_text, inline_line
+    from aipo_lite.rollout.consult import inline_line
+    from aipo_lite.rollout.groups import _final_text
     assert inline_line("Next: 10 + 8 = 18.") == "10 + 8 = 18." and inline_line("Fact: 1 h =\n60 min") == "1 h = 60 min"
     tok = real_policy.tokenizer
     tasks = load_tasks("synth", "test", tiers=["add3", "expr3"], limit_per_tier=2)
@@ -98,7 +101,7 @@ def test_consults_of_one_step_go_out_concurrently_with_the_same_result(tiny_mode
     that fall due together overlap; the rollouts are the same as one at a time."""
     import time as _time
 
-    from aipo_lite.policy import load_policy
+    from aipo_lite.model.policy import load_policy
 
     class Slow:
         role = "reasoning"
@@ -125,7 +128,7 @@ def test_consults_of_one_step_go_out_concurrently_with_the_same_result(tiny_mode
 
 def test_a_task_drawn_twice_in_one_step_gets_two_groups(tiny_model_dir):
     """Groups are by position, not task id: a duplicate is two groups of G, each trained once."""
-    from aipo_lite.policy import load_policy
+    from aipo_lite.model.policy import load_policy
     policy = load_policy(Config(model=tiny_model_dir, lora_r=0, dtype="float32", device="cpu"))
     (t,) = load_tasks("synth", "test", ["add1d"], 1)
     groups, _ = rollout_group(policy, [t, t], {}, Detector(use_entropy=False, verify_before_commit=False),

@@ -8,8 +8,13 @@ import shutil
 
 import pytest
 
-from aipo_lite import checkpoint, runinfo, trainer
-from aipo_lite.agents import Guarded, make_agent
+from aipo_lite.training import checkpoint
+
+from aipo_lite.training import runinfo
+
+from aipo_lite.training import trainer
+from aipo_lite.agents.guard import Guarded
+from aipo_lite.agents.base import make_agent
 from aipo_lite.config import Config, ConfigError
 
 
@@ -66,7 +71,7 @@ def test_the_run_folder_records_resolved_settings_and_the_kit(trained):
 
 
 def test_arm_folders_are_named_by_training_settings(cfg_of, tmp_path):
-    from aipo_lite.experiments import arm_config
+    from aipo_lite.experiments.runs import arm_config
     a = arm_config(cfg_of(), "aipo", tmp_path).run_dir
     assert a == arm_config(cfg_of(train_steps=9, eval_n=2), "aipo", tmp_path).run_dir  # same training
     assert a != arm_config(cfg_of(learning_rate=1e-3), "aipo", tmp_path).run_dir
@@ -166,7 +171,7 @@ class _Broken:
 
 
 def test_an_llm_agent_that_mostly_falls_back_stops_the_run_and_its_faults_are_metrics(cfg_of, monkeypatch):
-    from aipo_lite import rollout
+    from aipo_lite.rollout import groups as rollout
 
     def agents(cfg):
         real = rollout.agents_from_config(cfg)
@@ -183,14 +188,14 @@ def test_an_llm_agent_that_mostly_falls_back_stops_the_run_and_its_faults_are_me
 
 
 def test_retry_backoff_is_capped_at_any_count():
-    from aipo_lite.agents import RETRY_SLEEP_MAX, retry_sleep
+    from aipo_lite.agents.guard import RETRY_SLEEP_MAX, retry_sleep
     assert retry_sleep(0) == 0.05 and max(retry_sleep(k) for k in range(2000)) == RETRY_SLEEP_MAX
 
 
 def test_cached_evaluations_are_keyed_by_what_they_evaluated(trained, cfg_of, monkeypatch):
     """grid.final_eval reuses a result only for the same adapter, n, problems and sampling."""
-    from aipo_lite import grid
-    from aipo_lite.tasks import load_tasks
+    from aipo_lite.experiments import grid
+    from aipo_lite.tasks.loading import load_tasks
     cfg, _ = trained
     run = runinfo.Path(cfg.run_dir)
     tests = load_tasks("synth", "test", ["add1d"], 2)
@@ -216,6 +221,6 @@ def test_duplicate_grid_seeds_are_refused():
 
 def test_token_budgets_beyond_the_model_context_are_refused_before_the_weights_load(tiny_model_dir):
     """rollout_max_new_tokens=10**6 would preallocate a KV cache of terabytes: refused at load."""
-    from aipo_lite.policy import load_policy
+    from aipo_lite.model.policy import load_policy
     with pytest.raises(ConfigError, match=r"^rollout_max_new_tokens=1000000 does not fit the context"):
         load_policy(Config(model=tiny_model_dir, rollout_max_new_tokens=10**6))

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from aipo_lite.tasks import DATA_DIR, TaskFormatError, by_tier, load_knowledge, load_tasks
+from aipo_lite.tasks.loading import DATA_DIR, TaskFormatError, by_tier, load_knowledge, load_tasks
 from conftest import ROOT
 
 TIERS = {"add1d", "add2d", "mul1x2", "add3", "expr3", "units"}
@@ -195,7 +195,7 @@ def test_empty_file_is_one_clear_error(tmp_path):
 
 def test_config_for_user_data_defaults_to_all_kinds_and_trainer_holds_out_test(tmp_path):
     from aipo_lite.config import Config
-    from aipo_lite.tasks import from_config
+    from aipo_lite.tasks.loading import from_config
     path = _write(tmp_path, GSM8K_ROWS)
     cfg = Config.from_profile("demo", tasks=str(path))
     assert cfg.train_tiers == cfg.probe_tiers == cfg.heldout_tiers == []  # the preset's synth tiers: all kinds
@@ -212,7 +212,7 @@ def test_explicit_tiers_are_never_widened_and_missing_ones_name_the_field(tmp_pa
     """tasks='data/synth' (the suite as a folder) with train_tiers=['add3'] trains on add3 only;
     tiers a source lacks are a ConfigError naming the field, raised when the tasks load."""
     from aipo_lite.config import Config, ConfigError
-    from aipo_lite.tasks import from_config
+    from aipo_lite.tasks.loading import from_config
     cfg = Config(tasks=str(ROOT / "data" / "synth"), train_tiers=["add3"], heldout_tiers=["add3"])
     assert {t.kind for t in from_config(cfg, "train", cfg.train_tiers)} == {"add3"}
     user = Config(tasks=str(_write(tmp_path, GSM8K_ROWS)), heldout_tiers=["add3"])

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from aipo_lite.config import Config, ConfigError
-from aipo_lite.engine import Prov
-from aipo_lite.policy import load_policy
-from aipo_lite.detector import Detector
-from aipo_lite.rollout import agents_from_config, rollout_group
-from aipo_lite.tasks import load_tasks
-from aipo_lite.trainer import assign_advantages, sequence_logprobs, update
-from aipo_lite.views import to_train_seqs
+from aipo_lite.engine.decode import Prov
+from aipo_lite.model.policy import load_policy
+from aipo_lite.rollout.detector import Detector
+from aipo_lite.rollout.groups import agents_from_config, rollout_group
+from aipo_lite.tasks.loading import load_tasks
+from aipo_lite.training.trainer import assign_advantages, sequence_logprobs, update
+from aipo_lite.methods.views import to_train_seqs
 
 from conftest import fill_lora
 
@@ -125,7 +125,7 @@ OVERRIDES = dict(train_steps=4, prompts_per_step=2, g_ind=2, g_asst=2, rollout_m
 
 
 def _trainer(run_dir):
-    cmd = [sys.executable, "-m", "aipo_lite.trainer", "--profile", "smoke", "--run-dir", str(run_dir),
+    cmd = [sys.executable, "-m", "aipo_lite.training.trainer", "--profile", "smoke", "--run-dir", str(run_dir),
            "--overrides", json.dumps(OVERRIDES)]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -159,7 +159,7 @@ def test_sigkill_after_checkpoint_then_resume_equals_uninterrupted(tmp_path):
 
 
 def _tiny_seq(tok):
-    from aipo_lite.views import TrainSeq
+    from aipo_lite.methods.views import TrainSeq
     prompt = tok.encode("What is 5 + 2 + 6?", add_special_tokens=False)
     parts = [("5 + 2 = 7.\n", Prov.POLICY), ("<feedback>", Prov.TEMPLATE), ("Next: 7 + 6 = 13.", Prov.AGENT),
              ("</feedback>\n", Prov.TEMPLATE), ("Answer: 13", Prov.POLICY)]
@@ -173,7 +173,7 @@ def _tiny_seq(tok):
 
 @pytest.mark.parametrize("dtype,four_bit", [("float32", False), ("bfloat16", False), ("float32", True)])
 def test_update_on_tiny_model_in_each_precision_and_template_tokens_never_count(tiny_model_dir, dtype, four_bit):
-    from aipo_lite.trainer import micro_batch_loss
+    from aipo_lite.training.trainer import micro_batch_loss
     cfg = Config(model=tiny_model_dir, lora_r=4, dtype=dtype, load_in_4bit=four_bit, device="cpu")
     policy = load_policy(cfg)
     seq = _tiny_seq(policy.tokenizer)
@@ -189,7 +189,7 @@ def test_update_on_tiny_model_in_each_precision_and_template_tokens_never_count(
 
 
 def _policy_only_seq(tok, old_logp):
-    from aipo_lite.views import TrainSeq
+    from aipo_lite.methods.views import TrainSeq
     prompt = tok.encode("What is 5 + 2 + 6?", add_special_tokens=False)
     ids = tok.encode("5 + 2 = 7. 7 + 6 = 13.\nAnswer: 13", add_special_tokens=False)
     old = old_logp if old_logp is not None else [-1.0] * len(ids)
@@ -198,7 +198,7 @@ def _policy_only_seq(tok, old_logp):
 
 
 def _lora_grad(policy, seq, cfg):
-    from aipo_lite.trainer import micro_batch_loss
+    from aipo_lite.training.trainer import micro_batch_loss
     policy.model.zero_grad(set_to_none=True)
     loss, st = micro_batch_loss(policy, [seq], cfg, 1, len(seq.ids))
     loss.backward()
@@ -211,7 +211,7 @@ def test_tis_objective_weights_each_token_by_its_truncated_trainer_over_sampler_
     """behaviour_logp='trainer': loss = mean_t -A * min(pi_trainer / pi_sampler, cap) * ratio_t with
     ratio = pi_theta / pi_trainer = 1, so its gradient is -A * w_t * grad log pi_t; and the logged
     gap and KL are those of the sampler log-probs given."""
-    from aipo_lite.trainer import sequence_logprobs
+    from aipo_lite.training.trainer import sequence_logprobs
     cfg = Config(model=tiny_model_dir, lora_r=4, dtype=dtype, tis_cap=2.0)
     policy = load_policy(cfg)
     for name, p in policy.model.named_parameters():
@@ -247,7 +247,7 @@ def test_tis_objective_weights_each_token_by_its_truncated_trainer_over_sampler_
 
 
 def _logp_and_grad(policy, seqs, share):
-    from aipo_lite.trainer import sequence_logprobs
+    from aipo_lite.training.trainer import sequence_logprobs
     policy.model.zero_grad(set_to_none=True)
     logp = sequence_logprobs(policy.model, seqs, 1.0, policy.device, share_prefix=share)
     live = torch.tensor([[i < len(s.ids) for i in range(logp.shape[1])] for s in seqs], device=logp.device)
@@ -262,8 +262,8 @@ def test_shared_prefix_forward_gives_the_same_logprobs_and_lora_gradient(tiny_mo
     up to the summation order: within twice the model's own rounding, measured against the same
     computation one precision up (fp32 against fp64, bf16 against fp32). A constant bound (1e-5
     relative) held on CPU but not on an H100, whose fp32 kernels split sums differently by shape."""
-    from aipo_lite.prompts import agent_free_prompt
-    from aipo_lite.views import TrainSeq
+    from aipo_lite.tasks.prompts import agent_free_prompt
+    from aipo_lite.methods.views import TrainSeq
 
     def seqs_for(policy):
         tok = policy.tokenizer
@@ -288,8 +288,8 @@ def test_shared_prefix_forward_gives_the_same_logprobs_and_lora_gradient(tiny_mo
 
 
 def test_micro_batches_keep_one_prompt_each_and_group_similar_lengths():
-    from aipo_lite.trainer import micro_batches
-    from aipo_lite.views import TrainSeq
+    from aipo_lite.training.trainer import micro_batches
+    from aipo_lite.methods.views import TrainSeq
 
     def seq(prompt, n):
         return TrainSeq(list(prompt), [7] * n, [Prov.POLICY] * n, [0.0] * n, [True] * n, [-1] * n)
@@ -307,10 +307,10 @@ def test_both_arms_of_notebook_04_share_one_step0_evaluation(tmp_path, monkeypat
     """Notebook 04 evaluates step 0 once (train(start_eval=)): at step 0 the GRPO and the AIPO
     arm are both the base model (LoRA B = 0, whatever A is) under the same seeded evaluation, so
     their held-out evaluations are identical; given one, train() does not sample it again."""
-    from aipo_lite import trainer
-    from aipo_lite.evaluation import heldout_eval
-    from aipo_lite.experiments import arm_config
-    from aipo_lite.tasks import from_config
+    from aipo_lite.training import trainer
+    from aipo_lite.evaluation.agent_free import heldout_eval
+    from aipo_lite.experiments.runs import arm_config
+    from aipo_lite.tasks.loading import from_config
     cfg = Config.from_profile("smoke", dtype=dtype, heldout_tiers=["add1d", "add3"], train_eval_problems_per_tier=4,
                               train_eval_n=4, train_steps=1, train_eval_every=0, checkpoint_every=0,
                               train_tiers=["add1d"], rollout_max_new_tokens=16, log_completions_every=0)

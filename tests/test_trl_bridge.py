@@ -12,11 +12,11 @@ import torch
 
 pytest.importorskip("trl")
 
-from aipo_lite import trl_bridge  # noqa: E402
+from aipo_lite.integrations import trl_bridge  # noqa: E402
 from aipo_lite.config import Config  # noqa: E402
-from aipo_lite.policy import load_policy  # noqa: E402
-from aipo_lite.tasks import load_tasks  # noqa: E402
-from aipo_lite.trl_compare import compare_step, random_adapter  # noqa: E402
+from aipo_lite.model.policy import load_policy  # noqa: E402
+from aipo_lite.tasks.loading import load_tasks  # noqa: E402
+from aipo_lite.integrations.trl_compare import compare_step, random_adapter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # the controlled-bottleneck protocol's guidance: the Reasoning agent's first line written inline
@@ -121,7 +121,7 @@ def test_bridge_resumes_from_a_trl_checkpoint_exactly(tmp_path):
     from safetensors.torch import load_file
     run = tmp_path / "run"
     over = json.dumps({"train_steps": 3, "checkpoint_every": 1, "prompts_per_step": 2, "num_threads": 2})
-    cmd = [sys.executable, "-m", "aipo_lite.trl_bridge", "--profile", "smoke", "--run-dir", str(run), "--overrides", over]
+    cmd = [sys.executable, "-m", "aipo_lite.integrations.trl_bridge", "--profile", "smoke", "--run-dir", str(run), "--overrides", over]
     env = {**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1"}
     subprocess.run(cmd, env=env, check=True, capture_output=True, cwd=ROOT, timeout=900)
     first = load_file(run / "adapter_model.safetensors")
@@ -140,7 +140,7 @@ def test_with_vllm_the_independent_rows_go_through_trls_generation(tiny_model_di
     """use_vllm: TRL's own generation (here a stand-in for _generate_single_turn, which needs vLLM
     and a GPU) samples the independent rows from their agent-free prompts; the assisted rows are
     still the kit's (agent tokens in them); every row is scored with the kit's reward."""
-    from aipo_lite.prompts import agent_free_prompt
+    from aipo_lite.tasks.prompts import agent_free_prompt
     cfg = Config(**{**BASE, "model": tiny_model_dir})
     policy = _policy(cfg)
     tasks = load_tasks("synth", "train", tiers=["recall"])[:2]

@@ -1,0 +1,1 @@
+"""The decode engine: token ids and a model in, sampled tokens with provenance, log-probs and entropies out (decode, prefill, kv_cache, static_step, commit_machine, hook_tokens), and plain batched sampling (sampling). Knows no tasks, agents or RL."""

@@ -1,0 +1,1 @@
+"""Agent-free evaluation: pass@k with bootstrap intervals (agent_free)."""

@@ -1,0 +1,1 @@
+"""The training objectives and the method parts: objectives, the step's token loss (loss), training views (views), AIPO's guidance schedule (guidance), ARPO, AAPO, RRL, and one step's rollouts composed (step)."""

@@ -1,0 +1,36 @@
+"""Named presets of Config fields: the profiles (`demo`: the CPU main job; `grid`: notebook 06's
+full method grid; `smoke`: seconds-sized, for tests) and GRID_BASE, the method grid's default
+protocol (Config.grid_overrides). Plain data: config.py validates them when a Config is built."""
+
+from __future__ import annotations
+
+# The controlled-bottleneck protocol (docs/LOG.md): train on `recall`, evaluate on `recall` and
+# `recall_t`, inline guidance of the fact at the first line, 40 steps.
+GRID_BASE = dict(train_tiers=["recall"], heldout_tiers=["recall", "recall_t"], train_steps=40, prompts_per_step=4,
+                 g_ind=2, g_asst=2, consult_budget=1, detector_every_line=True, guidance_form="inline",
+                 rollout_max_new_tokens=16, eval_max_new_tokens=16, train_eval_problems_per_tier=12, train_eval_n=4,
+                 train_eval_every=20, checkpoint_every=10, log_completions_every=0)
+
+# Presets. `demo` is what `make demo` runs on a 2-core CPU; `smoke` is for tests.
+# The demo's slice of the method grid: the controlled-bottleneck protocol, 4 steps, small evaluations.
+DEMO_GRID = {**GRID_BASE, "train_steps": 3,
+             "train_eval_every": 0, "train_eval_problems_per_tier": 4, "train_eval_n": 2, "checkpoint_every": 2}
+PROFILES: dict[str, dict] = {
+    "demo": dict(eval_problems_per_tier=10, eval_n=8, eval_ks=[1, 2, 4, 8], probe_problems_per_tier=6,
+                 train_tiers=["add3", "expr3"], train_steps=8, prompts_per_step=4, rollout_max_new_tokens=48,
+                 train_eval_every=8, checkpoint_every=4, log_completions_every=4, boundary_problems_per_tier=6,
+                 boundary_n=32, grid_arms=["grpo", "aipo", "aipo+arpo"], grid_eval_n=4,
+                 grid_eval_problems_per_tier=6, grid_overrides=DEMO_GRID),
+    # `grid`: the demo with the full method grid of the README (Config's grid_* defaults: 40 steps,
+    # every arm, 3 seeds, every held-out problem x 16); notebook 06 with it trains for hours on a CPU
+    # (re-running reads the finished runs).
+    "grid": dict(eval_problems_per_tier=10, eval_n=8, eval_ks=[1, 2, 4, 8], probe_problems_per_tier=6),
+    "smoke": dict(eval_tiers=["add1d", "add3"], eval_problems_per_tier=2, eval_n=2, eval_ks=[1, 2],
+                  eval_max_new_tokens=24, bootstrap_samples=50, probe_problems_per_tier=1, g_ind=2,
+                  g_asst=2, rollout_max_new_tokens=24, train_tiers=["add1d", "add3"], heldout_tiers=["add3"],
+                  train_steps=2, prompts_per_step=1, train_eval_every=0, train_eval_problems_per_tier=1,
+                  train_eval_n=2, checkpoint_every=0, log_completions_every=1, boundary_problems_per_tier=1,
+                  boundary_n=4, lora_r=4, equal_wall_time=False, grid_arms=["grpo", "aipo+rrl"], grid_seeds=[0],
+                  grid_eval_n=2, grid_eval_problems_per_tier=1, grid_overrides={**DEMO_GRID, "train_steps": 2,
+                                                                                  "prompts_per_step": 2}),
+}

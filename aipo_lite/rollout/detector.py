@@ -1,0 +1,155 @@
+"""Bottleneck detection: when should an assisted rollout pause and consult an agent?
+
+Three triggers (docs/methods.md §3), checked at every line end (and closing '>') of an assisted
+rollout, so a detector-triggered consult always lands at a line boundary, never mid-word:
+- `tag`: the policy closed a consult tag it was taught: </verify>, </knowledge>, </reason>.
+  The tag names the agent.
+- `entropy`: the mean token entropy over the last `window` tokens exceeds
+  max(tau_abs, H_init + tau_rel), where H_init is the mean entropy of the rollout's first
+  `init_tokens` tokens (ARPO's uncertainty measure). Needs at least init_tokens + window
+  tokens, so H_init and the window never overlap; the window restarts after each consult.
+  A spike anywhere in the line counts: the consult comes at the line's end. (Checked after
+  every token, as first built, it fired mid-word: "the number of minutes is theFact: ...".)
+- `commit`: the policy has just committed a final answer (`Answer: N` and its newline):
+  verify-before-commit. The Verify agent lets a correct answer through without feedback.
+- `line` (off by default, `every_line`): before the first token and at every line end,
+  routed to the Reasoning agent: with the budget to match, the rollout is guided through
+  every step of the reference solution (budget 1: its first step, before the policy writes);
+  the rollout (assist.Assist) lets the policy write a line of its own after each hint.
+A detector-triggered consult is routed by `route`: commit -> verify; no progress yet (no
+equation written since the start) -> knowledge; else -> reasoning.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from aipo_lite.tasks.rewards import COMMITTED
+from aipo_lite.tasks.equations import wrong_equations
+from aipo_lite.tasks.rewards import _ANSWER, extract_answer, is_equivalent
+
+AGENTS = ("verify", "knowledge", "reasoning")
+TAGS = {"verify": "verify", "knowledge": "knowledge", "reason": "reasoning"}  # tag -> agent
+TRIGGERS = ("tag", "entropy", "commit", "line")
+_CLOSED_TAG = re.compile(r"<(verify|knowledge|reason)>(?P<query>.*?)</\1>\s*$", re.S)
+_EQUATION = re.compile(r"\d\s*[-+*/x×]\s*\d[^=\n]*=\s*-?\d")
+
+
+@dataclass(frozen=True)
+class Trigger:
+    kind: str      # one of TRIGGERS
+    agent: str     # one of AGENTS
+    query: str     # the policy's own question (tag) or '' (detector)
+
+
+def entropy_fires(entropies: list[float], window: int, init_tokens: int, tau_abs: float,
+                  tau_rel: float, h_init: float | None = None) -> bool:
+    """True when the windowed mean entropy exceeds max(tau_abs, H_init + tau_rel).
+
+    entropies: per-token entropies (nats) of the current segment; h_init: the rollout's
+    initial entropy if already known (else the mean of this segment's first init_tokens).
+    """
+    if h_init is None:
+        if len(entropies) < init_tokens + window:
+            return False
+        h_init = sum(entropies[:init_tokens]) / init_tokens
+    elif len(entropies) < window:
+        return False
+    recent = sum(entropies[-window:]) / window
+    return recent > max(tau_abs, h_init + tau_rel)
+
+
+def route(partial: str, kind: str) -> str:
+    """The agent for a detector-triggered consult (module doc)."""
+    if kind == "commit":
+        return "verify"
+    return "reasoning" if _EQUATION.search(partial) else "knowledge"
+
+
+@dataclass
+class Detector:
+    window: int = 8
+    init_tokens: int = 8
+    tau_abs: float = 1.5
+    tau_rel: float = 0.5
+    use_entropy: bool = True
+    verify_before_commit: bool = True
+    every_line: bool = False
+
+    def check(self, text: str, segment_entropies: list[float], h_init: float | None,
+              since: int = 0) -> Trigger | None:
+        """The trigger that fires on the rollout text so far, or None.
+
+        text: the policy's text since the start of its reply (feedback included);
+        segment_entropies: entropies of the policy tokens since the last consult; the entropy
+        trigger looks at every window ending after the first `since` of them (the tokens of
+        the line just ended) and fires only where `text` ends a line.
+        """
+        m = _CLOSED_TAG.search(text)
+        if m:
+            return Trigger("tag", TAGS[m.group(1)], m["query"].strip())
+        if self.verify_before_commit and text.endswith("\n") and _ends_with_commit(text):
+            return Trigger("commit", "verify", "")
+        if self.every_line and (not text or text.endswith("\n")):
+            return Trigger("line", "reasoning", "")
+        if text.endswith("\n") and self.entropy_due(segment_entropies, h_init, since):
+            return Trigger("entropy", route(text, "entropy"), "")
+        return None
+
+    def entropy_due(self, segment_entropies: list[float], h_init: float | None, since: int = 0) -> bool:
+        """Whether the entropy trigger fires in a window ending after the first `since` tokens."""
+        return self.use_entropy and any(
+            entropy_fires(segment_entropies[:t], self.window, self.init_tokens, self.tau_abs, self.tau_rel, h_init)
+            for t in range(since + 1, len(segment_entropies) + 1))
+
+
+def _ends_with_commit(text: str) -> bool:
+    last = text.rstrip("\n").rsplit("\n", 1)[-1] + "\n"
+    m = COMMITTED.search(last)
+    return m is not None and m.end() == len(last)
+
+
+# --- measuring the detector (notebook 01) ---------------------------------------------------
+
+def first_error_char(text: str, answer: str) -> int | None:
+    """Where the reasoning first goes wrong: the start of the first false equation, else of
+    a committed wrong answer; None when neither occurs (a correct or unfinished solution)."""
+    wrong = next(wrong_equations(text), None)  # numbers read as the rule Verify agent reads them
+    if wrong is not None:
+        return wrong[0].start()
+    committed = extract_answer(text)
+    if committed is not None and not is_equivalent(committed, answer):
+        return _ANSWER.search(text).start() if _ANSWER.search(text) else 0
+    return None
+
+
+def char_to_token(tokenizer, ids: list[int], char: int) -> int:
+    """Index of the token whose decoded text covers character `char` of decode(ids)."""
+    for k in range(1, len(ids) + 1):
+        if len(tokenizer.decode(ids[:k], skip_special_tokens=True)) > char:
+            return k - 1
+    return len(ids) - 1
+
+
+def first_entropy_firing(entropies: list[float], window: int, init_tokens: int, tau_abs: float,
+                         tau_rel: float) -> int | None:
+    """Token index at which the entropy trigger would first fire on this trace, or None."""
+    for t in range(1, len(entropies) + 1):
+        if entropy_fires(entropies[:t], window, init_tokens, tau_abs, tau_rel):
+            return t - 1
+    return None
+
+
+def precision_recall(fires: list[int | None], errors: list[int | None]) -> dict:
+    """'Fires before the first error' as a detector of errors, per trace.
+
+    TP: an error and a firing at or before it. FP: a firing with no error after it.
+    FN: an error with no firing at or before it.
+    """
+    tp = sum(e is not None and f is not None and f <= e for f, e in zip(fires, errors))
+    fp = sum(f is not None and (e is None or f > e) for f, e in zip(fires, errors))
+    fn = sum(e is not None and (f is None or f > e) for f, e in zip(fires, errors))
+    return {"tp": tp, "fp": fp, "fn": fn,
+            "precision": tp / (tp + fp) if tp + fp else float("nan"),
+            "recall": tp / (tp + fn) if tp + fn else float("nan")}
