@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 from aipo_lite.config import Config, ConfigError
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOK_DIR = Path(os.environ.get("AIPO_LITE_NOTEBOOKS", Path(__file__).resolve().parent.parent / "notebooks"))
 
 
 RESERVED = ("profile", "run_dir")  # papermill parameters of their own, not overrides
@@ -30,6 +31,8 @@ RESERVED = ("profile", "run_dir")  # papermill parameters of their own, not over
 def notebooks(only: list[str] | None = None) -> list[Path]:
     """The notebooks to run; an `only` name that matches none raises ConfigError listing them."""
     found = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if not found:  # an installed (non-editable) package: the notebooks are the checkout's
+        raise ConfigError(f"no notebooks at {NOTEBOOK_DIR}: run from a checkout of aipo_lite (or set AIPO_LITE_NOTEBOOKS)")
     if only:
         unknown = [o for o in only if not any(nb.name.startswith(o) for nb in found)]
         if unknown:

@@ -117,7 +117,11 @@ def from_config(cfg, split: str, tiers=None, limit_per_tier: int = 0, field: str
 def _split_path(source, split: str) -> tuple[Path, bool]:
     """(file to read, whether it holds both splits)."""
     if str(source) in SUITES:
-        return SUITES[str(source)] / f"{split}.jsonl", False
+        path = SUITES[str(source)] / f"{split}.jsonl"
+        if not path.exists():  # an installed (non-editable) package: the data folder is the checkout's
+            raise FileNotFoundError(f"tasks={str(source)!r}: the suite is expected at {path.parent} (the data/ folder of a "
+                                    "checkout of aipo_lite); set AIPO_LITE_DATA to such a data/ folder")
+        return path, False
     if "{split}" in str(source):
         path = Path(str(source).replace("{split}", split))
         if not path.exists():
