@@ -7,7 +7,8 @@ from aipo_lite.engine import decode as engine
 
 from aipo_lite.engine import prefill
 from aipo_lite.config import Config
-from aipo_lite.engine.decode import Prov, Row
+from aipo_lite.engine.decode import Row
+from aipo_lite.records import Prov
 from aipo_lite.model.policy import load_policy
 from aipo_lite.tasks.prompts import agent_free_prompt
 from aipo_lite.rollout.groups import assisted_prompt

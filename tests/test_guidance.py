@@ -62,7 +62,7 @@ def test_line_guidance_writes_the_first_step_before_the_policy_starts(real_polic
     starts with the agent's line (the fact), then the policy continues on its own."""
     from aipo_lite.agents.guard import Guarded
     from aipo_lite.agents.base import make_agent
-    from aipo_lite.engine.decode import Prov
+    from aipo_lite.records import Prov
     from aipo_lite.rollout.groups import rollout_group
     from aipo_lite.tasks.loading import load_tasks
     tok = real_policy.tokenizer
@@ -84,7 +84,7 @@ def test_line_guidance_alternates_hint_and_policy_line(real_policy):
     hint never follows a hint directly."""
     from aipo_lite.agents.guard import Guarded
     from aipo_lite.agents.base import make_agent
-    from aipo_lite.engine.decode import Prov
+    from aipo_lite.records import Prov
     from aipo_lite.rollout.groups import rollout_group
     from aipo_lite.tasks.loading import load_tasks
     tasks = load_tasks("synth", "test", tiers=["add3"], limit_per_tier=2)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from aipo_lite.config import Config, ConfigError
-from aipo_lite.engine.decode import Prov
+from aipo_lite.records import Prov
 from aipo_lite.model.policy import load_policy
 from aipo_lite.rollout.detector import Detector
 from aipo_lite.rollout.groups import agents_from_config, rollout_group

@@ -6,7 +6,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from aipo_lite.config import Config
-from aipo_lite.engine.decode import Prov
+from aipo_lite.records import Prov
 from aipo_lite.model.policy import resolve_model_path
 from aipo_lite.tasks.prompts import agent_free_prompt
 from aipo_lite.rollout.groups import Consult, Rollout

@@ -17,7 +17,6 @@ token in the interactive context) and the entropy of the sampling distribution.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Callable
 
 import torch
@@ -25,13 +24,7 @@ import torch
 from aipo_lite.engine.hook_tokens import watch_ids_of
 from aipo_lite.engine.static_step import StaticStep, to_host
 from aipo_lite.engine.prefill import left_pad, prefill
-
-
-class Prov(IntEnum):
-    PROMPT = 0
-    POLICY = 1
-    AGENT = 2
-    TEMPLATE = 3
+from aipo_lite.records import Prov
 
 
 @dataclass

@@ -19,7 +19,7 @@ import torch
 from aipo_lite.training import checkpoint
 from aipo_lite.methods import objectives as obj
 from aipo_lite.config import Config
-from aipo_lite.engine.decode import Prov
+from aipo_lite.records import Prov
 from aipo_lite.evaluation.agent_free import EvalResult, pass_at_k
 from aipo_lite.model.policy import load_policy
 from aipo_lite.training.runinfo import read_metrics  # noqa: F401  (notebooks import it from here)

@@ -43,7 +43,7 @@ import torch
 
 from aipo_lite.rollout import groups as kit_rollout
 from aipo_lite.config import Config
-from aipo_lite.engine.decode import Prov
+from aipo_lite.records import Prov
 from aipo_lite.methods.guidance import assisted_per_group
 from aipo_lite.methods.loss import token_loss
 from aipo_lite.model.policy import Policy

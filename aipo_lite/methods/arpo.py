@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import random
 
-from aipo_lite.engine.decode import Prov
+from aipo_lite.records import Prov
 from aipo_lite.rollout.groups import Rollout, continue_rollouts
 from aipo_lite.methods.views import to_train_seqs
 

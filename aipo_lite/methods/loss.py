@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from aipo_lite.methods import objectives as obj
-from aipo_lite.engine.decode import Prov
+from aipo_lite.records import Prov
 
 
 def token_loss(logp: Tensor, kind: Tensor, in_loss: Tensor, sampler_logp: Tensor, adv: Tensor,

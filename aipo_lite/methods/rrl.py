@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from aipo_lite.engine.decode import Prov
+from aipo_lite.records import Prov
 from aipo_lite.tasks.rewards import COMMITTED
 from aipo_lite.rollout.groups import Rollout, rollout_group
 from aipo_lite.methods.views import to_train_seqs

@@ -23,7 +23,7 @@ from aipo_lite.methods import aapo
 from aipo_lite.methods import arpo
 
 from aipo_lite.methods import rrl
-from aipo_lite.engine.decode import Prov
+from aipo_lite.records import Prov
 from aipo_lite.methods.guidance import step_rollouts
 
 

@@ -35,7 +35,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from aipo_lite.engine.decode import Prov
+from aipo_lite.records import Prov
 from aipo_lite.tasks.prompts import agent_free_prompt
 from aipo_lite.tasks.rewards import COMMITTED
 from aipo_lite.rollout.groups import Rollout

@@ -26,7 +26,8 @@ from aipo_lite.agents.base import ROLES, make_agent
 from aipo_lite.rollout.consult import Assist, Consult
 from aipo_lite.engine.commit_machine import commit_machine
 from aipo_lite.rollout.detector import Detector
-from aipo_lite.engine.decode import Prov, Row
+from aipo_lite.engine.decode import Row
+from aipo_lite.records import Prov
 from aipo_lite.tasks.prompts import SYSTEM, agent_free_prompt, render
 from aipo_lite.tasks.rewards import score
 from aipo_lite.tasks.loading import Task

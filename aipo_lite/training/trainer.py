@@ -35,7 +35,7 @@ from aipo_lite.methods import objectives as obj
 from aipo_lite.methods.aapo import momentum
 from aipo_lite.training.logprobs import micro_batches, sequence_logprobs
 from aipo_lite.config import Config
-from aipo_lite.engine.decode import Prov
+from aipo_lite.records import Prov
 from aipo_lite.evaluation.agent_free import heldout_eval, warm_up
 from aipo_lite.methods.loss import token_loss
 from aipo_lite.methods.step import _completions_table, rollout_metrics, step_groups
