@@ -40,8 +40,12 @@ def evaluate_command(argv: list[str]) -> int:
     """Agent-free pass@k of the base policy or of a run's adapter on eval_tiers' test problems."""
     cfg, args = _config(argv, "eval", ("--adapter", dict(default=None, help="a run folder: evaluate its last checkpoint")),
                         ("--out", dict(default=None, help="write the result JSON here")))
-    from aipo_lite.evaluation.agent_free import evaluate  # lazy: a bad config exits before the training stack (torch) loads
-    from aipo_lite.experiments.runs import load_trained  # lazy: a bad config exits before the training stack (torch) loads
+    from aipo_lite.evaluation.agent_free import (
+        evaluate,  # lazy: a bad config exits before the training stack (torch) loads
+    )
+    from aipo_lite.experiments.runs import (
+        load_trained,  # lazy: a bad config exits before the training stack (torch) loads
+    )
     from aipo_lite.tasks.loading import from_config  # lazy: a bad config exits before the training stack (torch) loads
     tasks = from_config(cfg, "test", cfg.eval_tiers, cfg.eval_problems_per_tier)
     result = evaluate(load_trained(cfg, args.adapter), tasks, cfg)

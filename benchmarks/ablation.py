@@ -19,9 +19,9 @@ import itertools
 import json
 from pathlib import Path
 
-from aipo_lite.methods import objectives as obj
 from aipo_lite.config import Config
 from aipo_lite.experiments.runs import arm_config, wall_time
+from aipo_lite.methods import objectives as obj
 from aipo_lite.training.runinfo import named_run_dir
 from aipo_lite.training.trainer import train
 

@@ -17,11 +17,11 @@ from collections import Counter
 import torch
 
 from aipo_lite.config import Config
-from aipo_lite.model.policy import load_policy
-from aipo_lite.tasks.prompts import agent_free_prompt
-from aipo_lite.rollout.groups import agents_from_config, detector_from_config, pass_at_1_table, rollout_group
 from aipo_lite.engine.sampling import sample
+from aipo_lite.model.policy import load_policy
+from aipo_lite.rollout.groups import agents_from_config, detector_from_config, pass_at_1_table, rollout_group
 from aipo_lite.tasks.loading import load_tasks
+from aipo_lite.tasks.prompts import agent_free_prompt
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--tiers", nargs="+", default=["add3", "expr3"])

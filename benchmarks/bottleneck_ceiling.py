@@ -13,12 +13,12 @@ Prints pass@1 and pass@k (unbiased estimator) with 95% bootstrap intervals over 
 import argparse
 
 from aipo_lite.config import Config
+from aipo_lite.engine.sampling import sample
 from aipo_lite.evaluation.agent_free import bootstrap_ci, pass_at_k
 from aipo_lite.model.policy import load_policy
+from aipo_lite.tasks.loading import load_tasks
 from aipo_lite.tasks.prompts import agent_free_prompt
 from aipo_lite.tasks.rewards import score
-from aipo_lite.engine.sampling import sample
-from aipo_lite.tasks.loading import load_tasks
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 ap.add_argument("--n", type=int, default=64)

@@ -29,10 +29,10 @@ import time
 import torch
 
 from aipo_lite.config import Config
-from aipo_lite.model.policy import load_policy
-from aipo_lite.tasks.prompts import agent_free_prompt
 from aipo_lite.engine.sampling import sample
+from aipo_lite.model.policy import load_policy
 from aipo_lite.tasks.loading import load_tasks
+from aipo_lite.tasks.prompts import agent_free_prompt
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 ap.add_argument("--batch-size", type=int, required=True)

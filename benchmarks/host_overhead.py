@@ -19,11 +19,10 @@ import types
 import torch
 from transformers import AutoTokenizer
 
+from aipo_lite.config import Config
 from aipo_lite.engine import decode as engine
-
 from aipo_lite.engine import kv_cache
 from aipo_lite.engine.commit_machine import commit_machine
-from aipo_lite.config import Config
 from aipo_lite.model.policy import resolve_model_path
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

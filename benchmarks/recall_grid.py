@@ -21,8 +21,8 @@ import argparse
 import json
 
 from aipo_lite.arms import ARMS
-from aipo_lite.experiments import grid
 from aipo_lite.config import Config
+from aipo_lite.experiments import grid
 from aipo_lite.tasks.loading import load_tasks
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

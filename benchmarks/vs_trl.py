@@ -27,9 +27,9 @@ import torch
 
 from aipo_lite.config import Config
 from aipo_lite.model.policy import load_policy, resolve_device, resolve_dtype
+from aipo_lite.tasks.loading import load_tasks
 from aipo_lite.tasks.prompts import agent_free_prompt
 from aipo_lite.tasks.rewards import score
-from aipo_lite.tasks.loading import load_tasks
 from aipo_lite.training.trainer import train
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from aipo_lite.integrations import trl_bridge
 from aipo_lite.config import Config
+from aipo_lite.integrations import trl_bridge
+from aipo_lite.integrations.trl_compare import random_adapter
 from aipo_lite.model.policy import load_policy
 from aipo_lite.tasks.loading import load_tasks
-from aipo_lite.integrations.trl_compare import random_adapter
 
 ap = argparse.ArgumentParser()
 ap.add_argument("out")

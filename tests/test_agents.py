@@ -2,9 +2,8 @@
 
 import pytest
 
-from aipo_lite.agents.guard import Guarded
-
 from aipo_lite.agents.base import Request, make_agent
+from aipo_lite.agents.guard import Guarded
 from aipo_lite.tasks.loading import Task, load_tasks
 
 EXPR = Task("e1", "What is 46 + 68 - 41?", "73", ("46 + 68 = 114", "114 - 41 = 73"), (), "expr3")
@@ -28,8 +27,8 @@ def test_equations_are_read_as_the_model_writes_them_line_breaks_and_leading_zer
     """A sampled equation may break its line ("5 -" then "-2 = 3") or write "08": it is
     arithmetic to check, not Python to run (an eval raised SyntaxError there and stopped
     notebook 01 of `make demo` on 2026-11-24)."""
-    from aipo_lite.tasks.equations import evaluate_expression
     from aipo_lite.rollout.detector import first_error_char
+    from aipo_lite.tasks.equations import evaluate_expression
     assert evaluate_expression("5 -\n-2") == 7 and evaluate_expression("08 + 1") == 9
     assert evaluate_expression("2 + 3 * 4 - 6 x 2") == 2 == 2 + 3 * 4 - 6 * 2
     assert evaluate_expression("-3 × -2 - 10") == -4
@@ -105,8 +104,8 @@ def test_numbers_are_read_exactly():
 def test_the_error_labels_of_notebook_01_do_not_misread_gsm8k_numbers():
     """detector.first_error_char reads EQUATION (integers, int(rhs)): it skips what it cannot
     read instead of labelling a piece of it ("000 + 2 = 1") as the first error."""
-    from aipo_lite.tasks.equations import EQUATION
     from aipo_lite.rollout.detector import first_error_char
+    from aipo_lite.tasks.equations import EQUATION
     assert first_error_char("1,000 + 2 = 1,002.\nAnswer: 1002", "1002") is None
     assert first_error_char("0.5 * 4 = 2.\nAnswer: 2", "2") is None
     assert first_error_char("1, 2 + 3 = 6.\nAnswer: 6", "6") == len("1, ")

@@ -88,8 +88,8 @@ def test_decode_loop_ends_each_row_at_its_first_committed_answer(real_policies, 
     tokens both count (two rows are fed a committed answer, then more text). Both decode paths
     (static: finished rows keep their slot, the CUDA path), both precisions."""
     from aipo_lite.engine import decode as engine
-    from aipo_lite.tasks.prompts import agent_free_prompt
     from aipo_lite.tasks.loading import load_tasks
+    from aipo_lite.tasks.prompts import agent_free_prompt
     real_policy = real_policies(dtype)
     tok = real_policy.tokenizer
     tasks = load_tasks("synth", "test", tiers=["add3", "recall"], limit_per_tier=4)

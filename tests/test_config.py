@@ -1,11 +1,11 @@
 import re
-import tomllib
 
 import pytest
+import tomllib
 import yaml
+from conftest import ROOT
 
 from aipo_lite.config import PROFILES, Config, ConfigError
-from conftest import ROOT
 
 
 def test_defaults_and_profiles_are_valid():

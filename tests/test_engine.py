@@ -3,16 +3,15 @@
 import pytest
 import torch
 
-from aipo_lite.engine import decode as engine
-
-from aipo_lite.engine import prefill
 from aipo_lite.config import Config
+from aipo_lite.engine import decode as engine
+from aipo_lite.engine import prefill
 from aipo_lite.engine.decode import Row
-from aipo_lite.records import Prov
 from aipo_lite.model.policy import load_policy
-from aipo_lite.tasks.prompts import agent_free_prompt
+from aipo_lite.records import Prov
 from aipo_lite.rollout.groups import assisted_prompt
 from aipo_lite.tasks.loading import load_tasks
+from aipo_lite.tasks.prompts import agent_free_prompt
 
 
 def _generate_greedy(model, prompt: list[int], n: int) -> list[int]:
@@ -145,11 +144,11 @@ def test_prefix_groups_cache_each_prompt_kind_once():
 def test_every_sampling_entry_point_takes_a_seed_or_a_generator_on_either_device(tiny_model_dir):
     """sampling.sample, rollout_group and engine.run accept an int seed, a CPU generator or one
     on the model's device (CUDA when present): the kit moves the draw to the model's device."""
-    from aipo_lite.agents.guard import Guarded
     from aipo_lite.agents.base import make_agent
+    from aipo_lite.agents.guard import Guarded
+    from aipo_lite.engine.sampling import sample
     from aipo_lite.rollout.detector import Detector
     from aipo_lite.rollout.groups import rollout_group
-    from aipo_lite.engine.sampling import sample
     policy = load_policy(Config(model=tiny_model_dir, lora_r=0, dtype="float32"))
     tok, dev = policy.tokenizer, policy.device
     task = load_tasks("synth", "test", tiers=["add3"], limit_per_tier=1)

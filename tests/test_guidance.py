@@ -3,8 +3,8 @@
 import pytest
 
 from aipo_lite.config import Config, ConfigError
-from aipo_lite.rollout.detector import Detector, Trigger
 from aipo_lite.methods import guidance
+from aipo_lite.rollout.detector import Detector, Trigger
 
 
 def test_assisted_share_fades_linearly_to_zero_and_keeps_the_group_size():
@@ -60,8 +60,8 @@ def test_every_line_trigger_guides_each_line_through_the_reasoning_agent():
 def test_line_guidance_writes_the_first_step_before_the_policy_starts(real_policy):
     """detector_every_line, budget 1, inline form, on the recall tier: every assisted rollout
     starts with the agent's line (the fact), then the policy continues on its own."""
-    from aipo_lite.agents.guard import Guarded
     from aipo_lite.agents.base import make_agent
+    from aipo_lite.agents.guard import Guarded
     from aipo_lite.records import Prov
     from aipo_lite.rollout.groups import rollout_group
     from aipo_lite.tasks.loading import load_tasks
@@ -82,8 +82,8 @@ def test_line_guidance_writes_the_first_step_before_the_policy_starts(real_polic
 def test_line_guidance_alternates_hint_and_policy_line(real_policy):
     """With a budget for every step (add3: two steps), hints and policy lines alternate: a
     hint never follows a hint directly."""
-    from aipo_lite.agents.guard import Guarded
     from aipo_lite.agents.base import make_agent
+    from aipo_lite.agents.guard import Guarded
     from aipo_lite.records import Prov
     from aipo_lite.rollout.groups import rollout_group
     from aipo_lite.tasks.loading import load_tasks

@@ -6,8 +6,8 @@ import sys
 import pytest
 import torch
 
-from aipo_lite.model.host_memory import keep_freed_host_memory
 from aipo_lite.engine.kv_cache import GrowingCache, GrowingLayer, refill_order
+from aipo_lite.model.host_memory import keep_freed_host_memory
 
 
 def _cache(rows: int, positions: int, layers: int = 2) -> GrowingCache:

@@ -9,15 +9,14 @@ import threading
 import time
 
 import pytest
-
-from aipo_lite.agents.guard import Guarded
+from conftest import free_port
 
 from aipo_lite.agents.base import Request, make_agent
-from aipo_lite.config import Config
+from aipo_lite.agents.guard import Guarded
 from aipo_lite.agents.llm import MAX_CHARS, MAX_RESPONSE_BYTES, AgentFault, build_messages, clean_reply
+from aipo_lite.config import Config
 from aipo_lite.rollout.groups import agents_from_config
 from aipo_lite.tasks.loading import Task, load_tasks
-from conftest import free_port
 
 UNITS = Task("u1", "A film lasts 2 hours and 44 minutes. How many minutes long is the film?", "164",
              ("2 * 60 = 120", "120 + 44 = 164"), ("1 hour = 60 minutes",), "units")

@@ -7,16 +7,15 @@ import random
 import pytest
 import torch
 
-from aipo_lite.methods import arpo
-
-from aipo_lite.methods import rrl
-from aipo_lite.methods.aapo import momentum
 from aipo_lite.config import Config, ConfigError
+from aipo_lite.methods import arpo, rrl
+from aipo_lite.methods.aapo import momentum
+from aipo_lite.methods.views import TrainSeq, to_train_seqs
 from aipo_lite.records import Prov
 from aipo_lite.rollout.groups import Rollout
 from aipo_lite.tasks.loading import Task
 from aipo_lite.training.trainer import assign_advantages, micro_batch_loss
-from aipo_lite.methods.views import TrainSeq, to_train_seqs
+
 
 @pytest.fixture(scope="module")
 def tok():

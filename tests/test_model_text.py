@@ -11,8 +11,8 @@ import random
 from aipo_lite.agents.base import Request, make_agent
 from aipo_lite.rollout.consult import inline_line
 from aipo_lite.rollout.detector import Detector, first_error_char, route
-from aipo_lite.tasks.rewards import extract_answer, score
 from aipo_lite.tasks.loading import load_tasks
+from aipo_lite.tasks.rewards import extract_answer, score
 
 PIECES = ["0", "1", "2", "7", "08", "12", "999", "-", "+", "*", " x ", "×", "=", "/", ".", ",", "\n", " ", "\t",
           "Answer:", "answer =", "**Answer**:", "\\boxed{", "}", "{", "\\frac{3}{4}", "$", "<verify>", "</verify>",

@@ -4,14 +4,14 @@ import os
 
 import pytest
 import torch
+from conftest import fill_lora
 
 from aipo_lite.config import Config
+from aipo_lite.engine.sampling import sample
 from aipo_lite.model.policy import load_policy, resolve_model_path
+from aipo_lite.tasks.loading import load_tasks
 from aipo_lite.tasks.prompts import agent_free_prompt
 from aipo_lite.tasks.rewards import score
-from aipo_lite.engine.sampling import sample
-from aipo_lite.tasks.loading import load_tasks
-from conftest import fill_lora
 
 
 def _lora_grads(policy, batch):

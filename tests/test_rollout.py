@@ -3,15 +3,14 @@
 import pytest
 import torch
 
-from aipo_lite.agents.guard import Guarded
-
 from aipo_lite.agents.base import make_agent
+from aipo_lite.agents.guard import Guarded
 from aipo_lite.config import Config
-from aipo_lite.rollout.detector import Detector
 from aipo_lite.records import Prov
-from aipo_lite.tasks.prompts import agent_free_prompt
+from aipo_lite.rollout.detector import Detector
 from aipo_lite.rollout.groups import rollout_group
 from aipo_lite.tasks.loading import load_tasks
+from aipo_lite.tasks.prompts import agent_free_prompt
 
 
 def _agents():

@@ -8,14 +8,10 @@ import shutil
 
 import pytest
 
-from aipo_lite.training import checkpoint
-
-from aipo_lite.training import runinfo
-
-from aipo_lite.training import trainer
-from aipo_lite.agents.guard import Guarded
 from aipo_lite.agents.base import make_agent
+from aipo_lite.agents.guard import Guarded
 from aipo_lite.config import Config, ConfigError
+from aipo_lite.training import checkpoint, runinfo, trainer
 
 
 @pytest.fixture
@@ -226,13 +222,14 @@ def test_token_budgets_beyond_the_model_context_are_refused_before_the_weights_l
         load_policy(Config(model=tiny_model_dir, rollout_max_new_tokens=10**6))
 
 
-def test_a_resumed_run_equals_the_uninterrupted_one_warm_up_included(cfg_of, tmp_path):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_resumed_run_equals_the_uninterrupted_one_warm_up_included(cfg_of, tmp_path, dtype):
     """Resuming (with its warm-up pass through the sampler) consumes no randomness of the run:
     1 step, then 1 more, logs what 2 steps in one go log (timings aside)."""
     timing = {"rollout_s", "update_s", "step_time", "tokens_per_s"}
-    whole = trainer.train(cfg_of(run_dir=str(tmp_path / "whole"), train_eval_every=1), progress=False)
-    trainer.train(cfg_of(run_dir=str(tmp_path / "cut"), train_steps=1, train_eval_every=1), progress=False)
-    cut = trainer.train(cfg_of(run_dir=str(tmp_path / "cut"), train_eval_every=1), progress=False)
+    whole = trainer.train(cfg_of(run_dir=str(tmp_path / "whole"), train_eval_every=1, dtype=dtype), progress=False)
+    trainer.train(cfg_of(run_dir=str(tmp_path / "cut"), train_steps=1, train_eval_every=1, dtype=dtype), progress=False)
+    cut = trainer.train(cfg_of(run_dir=str(tmp_path / "cut"), train_eval_every=1, dtype=dtype), progress=False)
     assert [{k: v for k, v in m.items() if k not in timing} for m in cut] == \
         [{k: v for k, v in m.items() if k not in timing} for m in whole]
     assert whole[-1]["entropy"] is not None

@@ -2,9 +2,9 @@ import json
 import sys
 
 import pytest
+from conftest import ROOT
 
 from aipo_lite.tasks.loading import DATA_DIR, TaskFormatError, by_tier, load_knowledge, load_tasks
-from conftest import ROOT
 
 TIERS = {"add1d", "add2d", "mul1x2", "add3", "expr3", "units"}
 

@@ -10,17 +10,16 @@ import time
 
 import pytest
 import torch
+from conftest import fill_lora
 
 from aipo_lite.config import Config, ConfigError
-from aipo_lite.records import Prov
+from aipo_lite.methods.views import to_train_seqs
 from aipo_lite.model.policy import load_policy
+from aipo_lite.records import Prov
 from aipo_lite.rollout.detector import Detector
 from aipo_lite.rollout.groups import agents_from_config, rollout_group
 from aipo_lite.tasks.loading import load_tasks
 from aipo_lite.training.trainer import assign_advantages, sequence_logprobs, update
-from aipo_lite.methods.views import to_train_seqs
-
-from conftest import fill_lora
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
@@ -262,8 +261,8 @@ def test_shared_prefix_forward_gives_the_same_logprobs_and_lora_gradient(tiny_mo
     up to the summation order: within twice the model's own rounding, measured against the same
     computation one precision up (fp32 against fp64, bf16 against fp32). A constant bound (1e-5
     relative) held on CPU but not on an H100, whose fp32 kernels split sums differently by shape."""
-    from aipo_lite.tasks.prompts import agent_free_prompt
     from aipo_lite.methods.views import TrainSeq
+    from aipo_lite.tasks.prompts import agent_free_prompt
 
     def seqs_for(policy):
         tok = policy.tokenizer
@@ -288,8 +287,8 @@ def test_shared_prefix_forward_gives_the_same_logprobs_and_lora_gradient(tiny_mo
 
 
 def test_micro_batches_keep_one_prompt_each_and_group_similar_lengths():
-    from aipo_lite.training.trainer import micro_batches
     from aipo_lite.methods.views import TrainSeq
+    from aipo_lite.training.trainer import micro_batches
 
     def seq(prompt, n):
         return TrainSeq(list(prompt), [7] * n, [Prov.POLICY] * n, [0.0] * n, [True] * n, [-1] * n)
@@ -307,10 +306,10 @@ def test_both_arms_of_notebook_04_share_one_step0_evaluation(tmp_path, monkeypat
     """Notebook 04 evaluates step 0 once (train(start_eval=)): at step 0 the GRPO and the AIPO
     arm are both the base model (LoRA B = 0, whatever A is) under the same seeded evaluation, so
     their held-out evaluations are identical; given one, train() does not sample it again."""
-    from aipo_lite.training import trainer
     from aipo_lite.evaluation.agent_free import heldout_eval
     from aipo_lite.experiments.runs import arm_config
     from aipo_lite.tasks.loading import from_config
+    from aipo_lite.training import trainer
     cfg = Config.from_profile("smoke", dtype=dtype, heldout_tiers=["add1d", "add3"], train_eval_problems_per_tier=4,
                               train_eval_n=4, train_steps=1, train_eval_every=0, checkpoint_every=0,
                               train_tiers=["add1d"], rollout_max_new_tokens=16, log_completions_every=0)

@@ -12,11 +12,11 @@ import torch
 
 pytest.importorskip("trl")
 
-from aipo_lite.integrations import trl_bridge  # noqa: E402
 from aipo_lite.config import Config  # noqa: E402
+from aipo_lite.integrations import trl_bridge  # noqa: E402
+from aipo_lite.integrations.trl_compare import compare_step, random_adapter  # noqa: E402
 from aipo_lite.model.policy import load_policy  # noqa: E402
 from aipo_lite.tasks.loading import load_tasks  # noqa: E402
-from aipo_lite.integrations.trl_compare import compare_step, random_adapter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # the controlled-bottleneck protocol's guidance: the Reasoning agent's first line written inline

@@ -6,12 +6,12 @@ import pytest
 from transformers import AutoTokenizer
 
 from aipo_lite.config import Config
-from aipo_lite.records import Prov
+from aipo_lite.methods.views import interactive_seq, internalized_seq, to_train_seqs
 from aipo_lite.model.policy import resolve_model_path
-from aipo_lite.tasks.prompts import agent_free_prompt
+from aipo_lite.records import Prov
 from aipo_lite.rollout.groups import Consult, Rollout
 from aipo_lite.tasks.loading import Task
-from aipo_lite.methods.views import internalized_seq, interactive_seq, to_train_seqs
+from aipo_lite.tasks.prompts import agent_free_prompt
 
 TASK = Task("t1", "What is 5 + 2 + 6?", "13", ("5 + 2 = 7", "7 + 6 = 13"))
 

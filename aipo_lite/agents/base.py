@@ -18,7 +18,6 @@ empty, garbage or failed reply never crashes a rollout.
 
 from __future__ import annotations
 
-
 from aipo_lite.agents import llm as llm_agents
 from aipo_lite.agents.request import Request
 from aipo_lite.config import AGENT_BACKENDS

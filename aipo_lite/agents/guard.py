@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 from aipo_lite.agents.request import Request
 
-
 _TAG = re.compile(r"</?(feedback|verify|knowledge|reason)\b")  # a reply may not forge tags
 
 

@@ -44,6 +44,7 @@ import time
 import urllib.parse
 
 from aipo_lite.agents.request import Request
+from aipo_lite.config import Config
 from aipo_lite.tasks.rewards import is_equivalent
 
 MAX_CHARS = 200
@@ -154,8 +155,7 @@ def load_agent_model(model: str = "smollm2", load_in_4bit: bool = False, device:
     key = (model, bool(load_in_4bit), device)
     with _MODELS_LOCK:
         if key not in _MODELS:
-            from aipo_lite.config import Config  # lazy: the hf backend alone needs a model (torch, transformers)
-            from aipo_lite.model.policy import load_policy  # lazy: the hf backend alone needs a model (torch, transformers)
+            from aipo_lite.model.policy import load_policy  # lazy: only the hf backend needs torch/transformers
             pol = load_policy(Config(model=model, load_in_4bit=load_in_4bit, device=device,
                                      cache_dir=cache_dir, lora_r=0))
             _MODELS[key] = (pol.model, pol.tokenizer)

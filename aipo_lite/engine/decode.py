@@ -22,8 +22,8 @@ from typing import Callable
 import torch
 
 from aipo_lite.engine.hook_tokens import watch_ids_of
-from aipo_lite.engine.static_step import StaticStep, to_host
 from aipo_lite.engine.prefill import left_pad, prefill
+from aipo_lite.engine.static_step import StaticStep, to_host
 from aipo_lite.records import Prov
 
 

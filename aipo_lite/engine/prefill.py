@@ -16,7 +16,6 @@ import torch
 
 from aipo_lite.engine.kv_cache import GrowingCache
 
-
 # A bucket's fixed cost in prompt positions: one more forward through 30 layers on the CPU
 # (~35 ms of module calls and weight reads) costs about what 32 positions of a 64-row fp32 prefill
 # do (~1.1 ms each) on 2 cores (16, 32 and 64 measured alike). On CUDA a position costs next to

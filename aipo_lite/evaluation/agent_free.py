@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from aipo_lite.config import Config
-from aipo_lite.tasks.prompts import agent_free_prompt
-from aipo_lite.tasks.rewards import score
 from aipo_lite.engine.sampling import sample
 from aipo_lite.tasks.loading import Task
+from aipo_lite.tasks.prompts import agent_free_prompt
+from aipo_lite.tasks.rewards import score
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

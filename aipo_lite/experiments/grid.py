@@ -28,11 +28,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from aipo_lite.arms import ARMS
 from aipo_lite.config import Config
 from aipo_lite.evaluation.agent_free import evaluate, pass_at_k
-from aipo_lite.arms import ARMS
-from aipo_lite.experiments.runs import load_trained
-from aipo_lite.experiments.runs import read_metrics
+from aipo_lite.experiments.runs import load_trained, read_metrics
 from aipo_lite.training import checkpoint
 from aipo_lite.training.runinfo import named_run_dir
 from aipo_lite.training.trainer import train

@@ -16,16 +16,18 @@ from pathlib import Path
 
 import torch
 
-from aipo_lite.training import checkpoint
-from aipo_lite.methods import objectives as obj
-from aipo_lite.config import Config
-from aipo_lite.records import Prov
-from aipo_lite.evaluation.agent_free import EvalResult, pass_at_k
-from aipo_lite.model.policy import load_policy
-from aipo_lite.training.runinfo import read_metrics  # noqa: F401  (notebooks import it from here)
-from aipo_lite.training.trainer import agent_tokens, micro_batches, sequence_logprobs, train
 from aipo_lite.arms import ARMS
-from aipo_lite.training.runinfo import named_run_dir
+from aipo_lite.config import Config
+from aipo_lite.evaluation.agent_free import EvalResult, pass_at_k
+from aipo_lite.methods import objectives as obj
+from aipo_lite.model.policy import load_policy
+from aipo_lite.records import Prov
+from aipo_lite.training import checkpoint
+from aipo_lite.training.runinfo import (
+    named_run_dir,
+    read_metrics,  # noqa: F401  (notebooks import it from here)
+)
+from aipo_lite.training.trainer import agent_tokens, micro_batches, sequence_logprobs, train
 
 
 def arm_config(cfg: Config, arm: str, root: str | Path, **overrides) -> Config:

@@ -41,19 +41,17 @@ import os
 
 import torch
 
-from aipo_lite.rollout import groups as kit_rollout
 from aipo_lite.config import Config
-from aipo_lite.records import Prov
 from aipo_lite.methods.guidance import assisted_per_group
 from aipo_lite.methods.loss import token_loss
-from aipo_lite.model.policy import Policy
+from aipo_lite.methods.views import TrainSeq, to_train_seqs
+from aipo_lite.model.policy import Policy, load_policy, resolve_device, resolve_dtype
+from aipo_lite.records import Prov
+from aipo_lite.rollout import groups as kit_rollout
+from aipo_lite.tasks.loading import from_config
 from aipo_lite.tasks.prompts import agent_free_prompt
 from aipo_lite.tasks.rewards import score
 from aipo_lite.training.trainer import assign_advantages
-from aipo_lite.methods.views import TrainSeq, to_train_seqs
-from aipo_lite.model.policy import load_policy
-from aipo_lite.model.policy import resolve_device, resolve_dtype
-from aipo_lite.tasks.loading import from_config
 
 try:
     from trl import GRPOConfig, GRPOTrainer

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import torch
 
-from aipo_lite.rollout import groups as kit_rollout
-from aipo_lite.training.logprobs import micro_batches
 from aipo_lite.config import Config
-from aipo_lite.training.trainer import assign_advantages, micro_batch_loss
 from aipo_lite.methods.views import to_train_seqs
 from aipo_lite.model.policy import resolve_model_path
+from aipo_lite.rollout import groups as kit_rollout
+from aipo_lite.training.logprobs import micro_batches
+from aipo_lite.training.trainer import assign_advantages, micro_batch_loss
 
 
 def make_tiny_model(path: str | Path, seed: int = 0) -> str:

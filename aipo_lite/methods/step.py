@@ -18,13 +18,9 @@ import math
 
 import torch
 
-from aipo_lite.methods import aapo
-
-from aipo_lite.methods import arpo
-
-from aipo_lite.methods import rrl
-from aipo_lite.records import Prov
+from aipo_lite.methods import aapo, arpo, rrl
 from aipo_lite.methods.guidance import step_rollouts
+from aipo_lite.records import Prov
 
 
 def task_stream(tasks: list, seed: int, start: int, count: int) -> list:

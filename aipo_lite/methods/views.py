@@ -36,9 +36,9 @@ import re
 from dataclasses import dataclass, field
 
 from aipo_lite.records import Prov
+from aipo_lite.rollout.groups import Rollout
 from aipo_lite.tasks.prompts import agent_free_prompt
 from aipo_lite.tasks.rewards import COMMITTED
-from aipo_lite.rollout.groups import Rollout
 
 _TAG_OPEN = re.compile(r"<(verify|knowledge|reason)>")
 

@@ -24,9 +24,8 @@ from pathlib import Path
 
 import torch
 
-from aipo_lite.config import Config
+from aipo_lite.config import Config, ConfigError
 from aipo_lite.model.host_memory import keep_freed_host_memory
-from aipo_lite.config import ConfigError
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}

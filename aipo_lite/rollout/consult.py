@@ -15,13 +15,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from aipo_lite.agents.guard import Guarded
-
 from aipo_lite.agents.base import Request
+from aipo_lite.agents.guard import Guarded
 from aipo_lite.engine.commit_machine import commit_machine
-from aipo_lite.rollout.detector import Detector
 from aipo_lite.engine.decode import Row
 from aipo_lite.records import Prov
+from aipo_lite.rollout.detector import Detector
 from aipo_lite.tasks.rewards import COMMITTED, extract_answer
 
 

@@ -25,9 +25,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from aipo_lite.tasks.rewards import COMMITTED
 from aipo_lite.tasks.equations import wrong_equations
-from aipo_lite.tasks.rewards import _ANSWER, extract_answer, is_equivalent
+from aipo_lite.tasks.rewards import _ANSWER, COMMITTED, extract_answer, is_equivalent
 
 AGENTS = ("verify", "knowledge", "reasoning")
 TAGS = {"verify": "verify", "knowledge": "knowledge", "reason": "reasoning"}  # tag -> agent

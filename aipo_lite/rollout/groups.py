@@ -20,17 +20,17 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
-from aipo_lite.engine import decode as engine
-from aipo_lite.agents.guard import Guarded
 from aipo_lite.agents.base import ROLES, make_agent
-from aipo_lite.rollout.consult import Assist, Consult
+from aipo_lite.agents.guard import Guarded
+from aipo_lite.engine import decode as engine
 from aipo_lite.engine.commit_machine import commit_machine
-from aipo_lite.rollout.detector import Detector
 from aipo_lite.engine.decode import Row
 from aipo_lite.records import Prov
+from aipo_lite.rollout.consult import Assist, Consult
+from aipo_lite.rollout.detector import Detector
+from aipo_lite.tasks.loading import Task
 from aipo_lite.tasks.prompts import SYSTEM, agent_free_prompt, render
 from aipo_lite.tasks.rewards import score
-from aipo_lite.tasks.loading import Task
 
 GUIDANCE_FORMS = ("tagged", "inline")
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-
 # --- the arithmetic a model writes: numbers, operators, equations ------------------------------
 # A number: optional sign (- or U+2212 minus), optional $, digits plain ("1000", "08") or in
 # thousands groups of exactly 3 ("1,000,000"), optional decimals ("0.5", "3.50"). It ends where

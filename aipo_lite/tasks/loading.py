@@ -28,9 +28,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aipo_lite.config import TIER_FIELDS, TIERS, ConfigError
 from aipo_lite.tasks.hf_datasets import hf_rows, hf_source
 from aipo_lite.tasks.rewards import score
-from aipo_lite.config import TIER_FIELDS, TIERS, ConfigError
 
 DATA_DIR = Path(os.environ.get("AIPO_LITE_DATA", Path(__file__).resolve().parents[2] / "data"))
 SUITES = {"synth": DATA_DIR / "synth"}

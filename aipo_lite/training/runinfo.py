@@ -30,8 +30,7 @@ from importlib import metadata
 from pathlib import Path
 
 from aipo_lite.config import Config, ConfigError
-from aipo_lite.model.policy import resolve_device, resolve_dtype
-from aipo_lite.model.policy import smollm2_gguf_path
+from aipo_lite.model.policy import resolve_device, resolve_dtype, smollm2_gguf_path
 from aipo_lite.tasks.loading import from_config
 from aipo_lite.training import checkpoint
 from aipo_lite.training.checkpoint import write_atomic
@@ -172,9 +171,9 @@ def named_run_dir(cfg: Config, root: str | Path, name: str) -> Config:
     return dataclasses.replace(cfg, run_dir=str(Path(root) / f"{name}-{run_key(cfg)}"))
 
 
-def open_run(run_dir: str | Path, cfg: Config, record: dict):
-    """Check the folder against `record` and pick the checkpoint to resume from (None: start at
-    step 0). Raises ConfigError before any work when the folder holds another run, when it holds
+def open_run(run_dir: str | Path, cfg: Config, record: dict) -> tuple[Path | None, int]:
+    """Check the folder against `record` and pick the checkpoint to resume from and its step
+    ((None, 0): start at step 0). Raises ConfigError before any work when the folder holds another run, when it holds
     more steps than asked, or when resume=False finds a run there; nothing is deleted."""
     run = Path(run_dir)
     check(run, record)
@@ -184,8 +183,8 @@ def open_run(run_dir: str | Path, cfg: Config, record: dict):
         if has_run:
             raise ConfigError(f"resume=False, but run_dir={str(run)!r} already holds a run (metrics.jsonl or "
                               "checkpoints): choose an empty run_dir, or remove that one to retrain")
-        return None
-    ckpt = checkpoint.latest(run)
+        return None, 0
+    ckpt, step = checkpoint.latest(run), 0
     if ckpt is not None:
         step = json.loads((ckpt / "state.json").read_text())["step"]
         if step > cfg.train_steps:
@@ -195,7 +194,7 @@ def open_run(run_dir: str | Path, cfg: Config, record: dict):
     elif metrics.exists():  # a run that crashed before its first checkpoint: keep its log aside
         n = len(list(run.glob("metrics.jsonl.before-restart-*")))
         metrics.rename(run / f"metrics.jsonl.before-restart-{n + 1}")
-    return ckpt
+    return ckpt, step
 
 
 def _finite(record: dict) -> dict:

@@ -28,24 +28,21 @@ from pathlib import Path
 
 import torch
 
-from aipo_lite.methods import arpo
-
-from aipo_lite.methods import rrl
+from aipo_lite.agents.guard import agent_metrics, fallback_problem
+from aipo_lite.config import Config
+from aipo_lite.evaluation.agent_free import heldout_eval, warm_up
+from aipo_lite.methods import arpo, rrl
 from aipo_lite.methods import objectives as obj
 from aipo_lite.methods.aapo import momentum
-from aipo_lite.training.logprobs import micro_batches, sequence_logprobs
-from aipo_lite.config import Config
-from aipo_lite.records import Prov
-from aipo_lite.evaluation.agent_free import heldout_eval, warm_up
 from aipo_lite.methods.loss import token_loss
 from aipo_lite.methods.step import _completions_table, rollout_metrics, step_groups
+from aipo_lite.methods.views import TrainSeq, to_train_seqs
+from aipo_lite.model.policy import load_policy
+from aipo_lite.records import Prov
 from aipo_lite.rollout.groups import agents_from_config, detector_from_config
 from aipo_lite.tasks.loading import from_config as tasks_from_config
-from aipo_lite.methods.views import TrainSeq, to_train_seqs
-from aipo_lite.agents.guard import agent_metrics, fallback_problem
-from aipo_lite.model.policy import load_policy
-from aipo_lite.training import checkpoint
-from aipo_lite.training import runinfo
+from aipo_lite.training import checkpoint, runinfo
+from aipo_lite.training.logprobs import micro_batches, sequence_logprobs
 
 METRICS = ("step", "reward_mean", "reward_ind", "reward_asst", "zero_std_frac", "groups_kept",
            "arpo_branches_per_group", "arpo_branch_after_agent", "arpo_branch_reward", "rrl_replayed_frac",
@@ -205,8 +202,8 @@ def train(cfg: Config, policy=None, progress: bool = True, start_eval: dict | No
     tasks = tasks_from_config(cfg, "train", cfg.train_tiers, field="train_tiers")
     held = tasks_from_config(cfg, "test", cfg.heldout_tiers, cfg.train_eval_problems_per_tier, field="heldout_tiers")
     record = runinfo.training(cfg, tasks)
-    ckpt = runinfo.open_run(run, cfg, record)
-    if ckpt is not None and json.loads((ckpt / "state.json").read_text())["step"] >= cfg.train_steps:
+    ckpt, done = runinfo.open_run(run, cfg, record)
+    if ckpt is not None and done >= cfg.train_steps:
         print(f"{run} is already trained to step {cfg.train_steps} with these settings ({ckpt.name}); nothing to do")
         return runinfo.read_metrics(run)
     torch.manual_seed(cfg.seed)
