@@ -132,6 +132,7 @@ class Config:
     train_steps: int = _f(20, "Optimizer steps (one rollout batch each).")
     max_skipped_in_row: int = _f(3, "Stop training (naming the step and the cause) after this many updates in a row were skipped for a non-finite loss or gradient.")
     prompts_per_step: int = _f(4, "Training prompts per step (each gets g_ind + g_asst rollouts).")
+    train_problems_per_tier: int = _f(0, "Training problems per train tier, the first N in file order; 0 = all (on `recall`: 3 questions per fact, so 12 = the first 4 facts).")
     micro_batch_size: int = _f(16, "Sequences per forward/backward; all of a step's rollouts make one update (gradient accumulation).")
     train_eval_every: int = _f(5, "Agent-free evaluation on the held-out slice every N steps (and at the end); 0 = only at the end.")
     heldout_tiers: list = _f(["add3", "expr3"], "Held-out tiers (test split) of the evaluation during training and of notebook 05's boundary plot.")

@@ -18,6 +18,30 @@ LOWER_BOUNDS = {  # Config fields and the least value each may take
     "arpo_beta": 0, "rrl_groups": 0, "aapo_clip_low": 0, "aapo_clip_high": 0, "arpo_k": 1,
     "arpo_beam": 1, "rrl_capacity": 1, "rrl_max_age": 1, "rrl_max_replays": 1, "detector_window": 1,
     "detector_init_tokens": 1, "clip_eps_low": 0, "clip_eps_high": 0, "kl_beta": 0, "weight_decay": 0,
-    "max_grad_norm": 0, "train_steps": 1, "prompts_per_step": 1, "micro_batch_size": 1,
+    "max_grad_norm": 0, "train_steps": 1, "prompts_per_step": 1, "train_problems_per_tier": 0, "micro_batch_size": 1,
     "train_eval_problems_per_tier": 1, "train_eval_n": 1, "train_eval_every": 0,
     "checkpoint_every": 0, "log_completions_every": 0}
+
+# Metric groups (docs/metrics.md): every name in metrics.jsonl is `<group>/<name>` except `step`
+# and `nonfinite`. The trainer computes short names and writes them through metric_name.
+SPEED_METRICS = ("rollout_s", "update_s", "step_time", "tokens_per_s")
+UNGROUPED = ("step", "nonfinite")
+
+
+def metric_name(short: str) -> str:
+    """`reward_mean` -> `train/reward_mean`, `step_time` -> `speed/step_time`,
+    `eval_pass1_add3` -> `eval/pass1/add3`; names already grouped (`agents/...`) stay."""
+    if short in UNGROUPED or "/" in short:
+        return short
+    if short in SPEED_METRICS:
+        return f"speed/{short}"
+    if short == "eval_pass1":
+        return "eval/pass1"
+    if short.startswith("eval_pass1_"):
+        return f"eval/pass1/{short[len('eval_pass1_'):]}"
+    return f"train/{short}"
+
+
+def grouped(metrics: dict) -> dict:
+    """A record with every name through metric_name (order kept)."""
+    return {metric_name(k): v for k, v in metrics.items()}

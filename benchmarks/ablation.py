@@ -63,13 +63,13 @@ def main() -> None:
         cfg = named_run_dir(cfg, out, name.replace("/", "_"))  # folder named by cell and settings
         print(f"=== {name}", flush=True)
         hist = train(cfg, progress=False)
-        evals = [m for m in hist if "eval_pass1" in m]
-        results[name] = {"start": {k: v for k, v in evals[0].items() if k.startswith("eval_pass1")},
-                         "end": {k: v for k, v in evals[-1].items() if k.startswith("eval_pass1")},
+        evals = [m for m in hist if "eval/pass1" in m]
+        results[name] = {"start": {k: v for k, v in evals[0].items() if k.startswith("eval/pass1")},
+                         "end": {k: v for k, v in evals[-1].items() if k.startswith("eval/pass1")},
                          "wall_s": round(wall_time(hist), 1), "overrides": over, "arm": arm}
         (out / "ablation.json").write_text(json.dumps(results, indent=1))
     tiers = sorted({k for r in results.values() for k in r["end"]})
-    print("\n| cell | " + " | ".join(t.replace("eval_pass1", "pass@1") for t in tiers) + " | wall s |")
+    print("\n| cell | " + " | ".join(t.replace("eval/pass1", "pass@1") for t in tiers) + " | wall s |")
     print("|---|" + "---|" * (len(tiers) + 1))
     for name, r in results.items():
         print(f"| {name} | " + " | ".join(f"{r['start'].get(t, float('nan')):.3f} → {r['end'].get(t, float('nan')):.3f}"

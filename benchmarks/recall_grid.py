@@ -19,10 +19,12 @@ tiers with the same protocol, e.g. the hard tiers `expr3` and `units`.
 
 import argparse
 import json
+import sys
 
 from aipo_lite.arms import ARMS
 from aipo_lite.config import Config
 from aipo_lite.experiments import grid
+from aipo_lite.experiments import results as result_files
 from aipo_lite.tasks.loading import load_tasks
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -38,6 +40,9 @@ ap.add_argument("--tiers", nargs="+", default=None,
                 help="train tiers (default recall); evaluated on these (recall: plus recall_t)")
 ap.add_argument("--problems", type=int, default=0, help="test problems per tier in the final evaluation; 0 = all")
 ap.add_argument("--overrides", default="{}", help="JSON of Config fields on top of the grid protocol")
+ap.add_argument("--save", default="", help="write the result file results/<NAME>.json (per-problem counts; docs/results.md "
+                "is generated from it by python -m aipo_lite.experiments.results)")
+ap.add_argument("--title", default="", help="the result file's title")
 args = ap.parse_args()
 
 tiers = args.tiers or ["recall"]
@@ -64,3 +69,9 @@ for ref in ("grpo", "aipo"):
             for d in grid.differences(results, ref, tier, 1):
                 print(f"  {d['arm']:12s} {tier:9s} {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
                       f"{'  beyond the interval' if d['beyond_interval'] else ''}")
+if args.save:
+    path = f"results/{args.save}.json"
+    result_files.save(path, results, name=args.save, title=args.title or args.save, seeds=args.seeds,
+                      command=" ".join([".venv/bin/python", *sys.argv]), tiers=heldout, ks=[1, args.n],
+                      protocol={k: v for k, v in base.to_dict().items() if k not in ("run_dir", "num_threads")})
+    print(f"wrote {path}; regenerate the tables with .venv/bin/python -m aipo_lite.experiments.results")

@@ -34,18 +34,18 @@ with tempfile.TemporaryDirectory() as d:
                               log_completions_every=0, **json.loads(args.overrides))
     cfg = Config(**{**cfg.to_dict(), "train_eval_problems_per_tier": 1, "train_eval_n": 1})
     hist = train(cfg, progress=False)
-steps = [m for m in hist if "step_time" in m]
+steps = [m for m in hist if "speed/step_time" in m]
 def fmt(x, spec=".4f"):
     return "-" if x is None else format(x, spec)
 
 
 for m in steps:
-    print(f"step {m['step']}: rollout {m['rollout_s']:.1f} s, update {m['update_s']:.1f} s, "
-          f"step {m['step_time']:.1f} s, {m['tokens_per_s']:.1f} rollout tok/s, {m['completion_len']:.0f} tokens/rollout; "
-          f"sampler_logp_gap {fmt(m['sampler_logp_gap'])}, sampler_kl {fmt(m['sampler_kl'], '.5f')}, "
-          f"tis_w_mean {fmt(m['tis_w_mean'])}, tis_capped_frac {fmt(m['tis_capped_frac'])}, "
-          f"clip_frac_low {fmt(m['clip_frac_low'])}")
+    print(f"step {m['step']}: rollout {m['speed/rollout_s']:.1f} s, update {m['speed/update_s']:.1f} s, "
+          f"step {m['speed/step_time']:.1f} s, {m['speed/tokens_per_s']:.1f} rollout tok/s, {m['train/completion_len']:.0f} tokens/rollout; "
+          f"sampler_logp_gap {fmt(m['train/sampler_logp_gap'])}, sampler_kl {fmt(m['train/sampler_kl'], '.5f')}, "
+          f"tis_w_mean {fmt(m['train/tis_w_mean'])}, tis_capped_frac {fmt(m['train/tis_capped_frac'])}, "
+          f"clip_frac_low {fmt(m['train/clip_frac_low'])}")
 peak = (torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available()
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
-print(f"dtype={args.dtype} 4bit={args.load_in_4bit}: mean step {sum(m['step_time'] for m in steps) / len(steps):.1f} s, "
+print(f"dtype={args.dtype} 4bit={args.load_in_4bit}: mean step {sum(m['speed/step_time'] for m in steps) / len(steps):.1f} s, "
       f"peak {'CUDA' if torch.cuda.is_available() else 'RSS'} {peak:.2f} GiB")

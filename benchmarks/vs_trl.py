@@ -101,10 +101,10 @@ def run_kit() -> float:
                      train_eval_every=0, train_eval_problems_per_tier=1, train_eval_n=1, checkpoint_every=0,
                      log_completions_every=0, resume=False)
         hist = train(cfg, progress=False)
-    steps = [m for m in hist if "step_time" in m]
-    times = [m["step_time"] for m in steps]
+    steps = [m for m in hist if "speed/step_time" in m]
+    times = [m["speed/step_time"] for m in steps]
     print("kit  step seconds:", " ".join(f"{t:.1f}" for t in times))
-    print("kit  rollout / update seconds:", " ".join(f"{m['rollout_s']:.1f}/{m['update_s']:.1f}" for m in steps))
+    print("kit  rollout / update seconds:", " ".join(f"{m['speed/rollout_s']:.1f}/{m['speed/update_s']:.1f}" for m in steps))
     return median_after_warmup(times)
 
 

@@ -31,14 +31,8 @@ overrides = {}                    # any aipo_lite.Config field, e.g. {"eval_temp
 
 # %%
 
-from aipo_lite.config import Config
-from aipo_lite.evaluation.agent_free import evaluate
-from aipo_lite.experiments.plots import plot_pass_at_k
-from aipo_lite.model.policy import load_policy
-from aipo_lite.tasks.prompts import agent_free_prompt
-from aipo_lite.tasks.rewards import extract_answer, score
-from aipo_lite.engine.sampling import sample
-from aipo_lite.tasks.loading import by_tier, from_config as tasks_from_config
+from aipo_lite import (Config, evaluate, plot_pass_at_k, load_policy, agent_free_prompt,
+    extract_answer, score, sample, by_tier, tasks_from_config)
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 

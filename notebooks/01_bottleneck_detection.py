@@ -32,12 +32,9 @@ overrides = {}                    # any aipo_lite.Config field, e.g. {"detector_
 import json
 
 
-from aipo_lite.config import Config
-from aipo_lite.rollout.detector import Detector, char_to_token, first_entropy_firing, first_error_char, precision_recall
-from aipo_lite.experiments.plots import plot_entropy_traces, plot_precision_recall
-from aipo_lite.model.policy import load_policy
-from aipo_lite.rollout.groups import rollout_group
-from aipo_lite.tasks.loading import from_config as tasks_from_config
+from aipo_lite import (Config, Detector, char_to_token, first_entropy_firing, first_error_char,
+    precision_recall, plot_entropy_traces, plot_precision_recall, load_policy, rollout_group,
+    tasks_from_config)
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 

@@ -37,11 +37,8 @@ from collections import Counter
 
 from IPython.display import HTML, display
 
-from aipo_lite.config import Config
-from aipo_lite.experiments.plots import provenance_html
-from aipo_lite.model.policy import load_policy
-from aipo_lite.rollout.groups import agents_from_config, detector_from_config, pass_at_1_table, rollout_group
-from aipo_lite.tasks.loading import from_config as tasks_from_config
+from aipo_lite import (Config, provenance_html, load_policy, agents_from_config,
+    detector_from_config, pass_at_1_table, rollout_group, tasks_from_config)
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 

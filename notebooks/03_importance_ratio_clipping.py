@@ -36,13 +36,8 @@ import json
 
 import matplotlib.pyplot as plt
 
-from aipo_lite.config import Config
-from aipo_lite.experiments.runs import weight_probe
-from aipo_lite.experiments.plots import plot_weight_curves
-from aipo_lite.model.policy import load_policy
-from aipo_lite.rollout.groups import agents_from_config, detector_from_config, rollout_group
-from aipo_lite.tasks.loading import from_config as tasks_from_config
-from aipo_lite.methods.views import to_train_seqs
+from aipo_lite import (Config, weight_probe, plot_weight_curves, load_policy, agents_from_config,
+    detector_from_config, rollout_group, tasks_from_config, to_train_seqs)
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 

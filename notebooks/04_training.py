@@ -35,10 +35,8 @@ overrides = {}                    # any aipo_lite.Config field, e.g. {"agent_wei
 import gc
 import json
 
-from aipo_lite.config import Config
-from aipo_lite.experiments.runs import arm_config, extend_to_wall_time, read_metrics, wall_time
-from aipo_lite.experiments.plots import plot_training_curves
-from aipo_lite.training.trainer import train
+from aipo_lite import (Config, arm_config, extend_to_wall_time, wall_time,
+    plot_training_curves, train)
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 
@@ -64,20 +62,20 @@ fig.savefig(out / "training_curves.png", dpi=120)
 # %%
 table = {}
 for arm, hist in histories.items():
-    evals = [m for m in hist if "eval_pass1" in m]
-    steps = [m for m in hist if "reward_mean" in m]
+    evals = [m for m in hist if "eval/pass1" in m]
+    steps = [m for m in hist if "train/reward_mean" in m]
     table[arm] = {"steps": steps[-1]["step"], "wall_s": round(wall_time(hist), 1),
                   "mean_step_s": round(wall_time(hist) / len(steps), 1),
-                  "start": {k: v for k, v in evals[0].items() if k.startswith("eval_pass1")},
-                  "end": {k: v for k, v in evals[-1].items() if k.startswith("eval_pass1")},
-                  "zero_std_frac": sum(m["zero_std_frac"] for m in steps) / len(steps),
-                  "consult_rate": steps[-1]["consult_rate"],
+                  "start": {k: v for k, v in evals[0].items() if k.startswith("eval/pass1")},
+                  "end": {k: v for k, v in evals[-1].items() if k.startswith("eval/pass1")},
+                  "zero_std_frac": sum(m["train/zero_std_frac"] for m in steps) / len(steps),
+                  "consult_rate": steps[-1]["train/consult_rate"],
                   # agent calls, and those answered by the rule fallback or not at all (LLM backends)
                   "agent_calls": sum(v for m in steps for k, v in m.items() if k.startswith("agents/") and k.endswith("/calls")),
                   "agent_fallbacks": sum(v for m in steps for k, v in m.items()
                                          if k.startswith("agents/") and k.endswith(("/fallbacks", "/failed")))}
 tiers = [k for k in table["aipo"]["end"]]
-print(f"{'run':16s} {'steps':>5s} {'wall s':>8s} " + " ".join(f"{t.replace('eval_pass1', 'p@1'):>14s}" for t in tiers)
+print(f"{'run':16s} {'steps':>5s} {'wall s':>8s} " + " ".join(f"{t.replace('eval/pass1', 'p@1'):>14s}" for t in tiers)
       + "  agent calls (fallbacks)")
 for arm, row in table.items():
     print(f"{arm:16s} {row['steps']:5d} {row['wall_s']:8.0f} "

@@ -34,12 +34,8 @@ import gc
 import json
 from pathlib import Path
 
-from aipo_lite.config import Config
-from aipo_lite.evaluation.agent_free import evaluate
-from aipo_lite.experiments.runs import arm_config, load_trained, solved_table
-from aipo_lite.experiments.plots import plot_pass_at_k
-from aipo_lite.tasks.loading import from_config as tasks_from_config
-from aipo_lite.training.trainer import train
+from aipo_lite import (Config, evaluate, arm_config, load_trained, solved_table, plot_pass_at_k,
+    tasks_from_config, train)
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 sibling = Path(cfg.run_dir).parent / "04_training"

@@ -37,10 +37,7 @@ overrides = {}                    # any aipo_lite.Config field, e.g. {"grid_arms
 # %%
 import json
 
-from aipo_lite.experiments import grid
-from aipo_lite.config import Config
-from aipo_lite.experiments.plots import plot_grid_curves, plot_grid_table
-from aipo_lite.tasks.loading import from_config as tasks_from_config
+from aipo_lite import grid, Config, plot_grid_curves, plot_grid_table, tasks_from_config
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 base = grid.base_config(cfg)

@@ -43,11 +43,8 @@ import os
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
-from aipo_lite.integrations import trl_bridge
-from aipo_lite.config import Config
-from aipo_lite.model.policy import load_policy
-from aipo_lite.tasks.loading import load_tasks
-from aipo_lite.integrations.trl_compare import compare_step, make_tiny_model, random_adapter
+from aipo_lite import (trl_bridge, Config, load_policy, load_tasks, compare_step, make_tiny_model,
+    random_adapter)
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 if bridge_model not in ("tiny", "smollm2"):
@@ -79,7 +76,7 @@ for r in rows:
 (out / "compare.json").write_text(json.dumps(rows, indent=1))
 
 # %% [markdown]
-# ## A few AIPO steps through TRL on the real policy (TRL's logging names; the kit's under `aipo/`)
+# ## A few AIPO steps through TRL on the real policy (TRL's logging names; the kit's own under their metrics.jsonl names, `train/…`)
 #
 # SmolLM2 with its real rewards on the controlled bottleneck (`recall`): the assisted rollouts get
 # the fact from the Knowledge base as their first line, the independent ones must recall it.
@@ -90,8 +87,8 @@ policy = load_policy(c)
 trainer = trl_bridge.AIPOGRPOTrainer(c, policy.model, policy.tokenizer, tasks,
                                      trl_bridge.grpo_config(c, str(out / "trl"), 1, save_strategy="no"))
 trainer.train()
-keys = ["loss", "grad_norm", "reward", "aipo/reward_independent", "aipo/reward_assisted", "aipo/consult_rate",
-        "aipo/agent_w_mean", "step_time"]
+keys = ["loss", "grad_norm", "reward", "train/reward_ind", "train/reward_asst", "train/consult_rate",
+        "train/agent_w_mean", "step_time"]
 logs = [h for h in trainer.state.log_history if "loss" in h]
 for h in logs:
     print({k: round(h[k], 4) for k in keys if k in h})

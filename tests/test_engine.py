@@ -6,6 +6,7 @@ import torch
 from aipo_lite.config import Config
 from aipo_lite.engine import decode as engine
 from aipo_lite.engine import prefill
+from aipo_lite.records import RowState
 from aipo_lite.engine.decode import Row
 from aipo_lite.model.policy import load_policy
 from aipo_lite.records import Prov
@@ -77,12 +78,14 @@ def test_forced_tokens_provenance_and_logprobs(tiny_model_dir, static):
                         add_special_tokens=False)
     assert len(forced) > 12 + 16
 
+    fed = set()
+
     def inject(row):  # after the 3rd policy token, feed the feedback (once)
-        if len(row.ids) == 3 and not row.state.get("done"):
-            row.state["done"] = True
+        if len(row.ids) == 3 and id(row) not in fed:
+            fed.add(id(row))
             row.forced += [(t, Prov.AGENT) for t in forced]
 
-    rows = [Row(prompt, 12, state={"every_token": True}), Row(prompt[:-1], 12)]
+    rows = [Row(prompt, 12, state=RowState(every_token=True)), Row(prompt[:-1], 12)]
     engine.run(model, tok, rows, temperature=1.0, on_token=inject, generator=0,
                watch_ids=torch.tensor([], dtype=torch.long), static_step=static)
     r = rows[0]
@@ -222,17 +225,18 @@ def test_hooks_due_in_one_step_run_concurrently_on_a_pool_with_the_same_result(t
     policy = load_policy(Config(model=tiny_model_dir, lora_r=0, dtype="float32"))
     tok = policy.tokenizer
     extra = tok.encode(" ok", add_special_tokens=False)
+    fed = set()
 
     def hook(row):
         time.sleep(0.05)
-        if len(row.ids) == 3 and not row.state.get("done"):  # once per row: queue forced tokens
-            row.state["done"] = True
+        if len(row.ids) == 3 and id(row) not in fed:  # once per row: queue forced tokens
+            fed.add(id(row))
             row.forced += [(t, Prov.AGENT) for t in extra]
         if len(row.ids) >= 8:
             row.finished = "stop"
 
     def rows():
-        return [Row(tok.encode(f"What is {i} + 1?", add_special_tokens=False), 12, state={"every_token": True})
+        return [Row(tok.encode(f"What is {i} + 1?", add_special_tokens=False), 12, state=RowState(every_token=True))
                 for i in range(8)]
 
     out = {}

@@ -10,9 +10,10 @@ import torch
 from aipo_lite.config import Config, ConfigError
 from aipo_lite.methods import arpo, rrl
 from aipo_lite.methods.aapo import momentum
-from aipo_lite.methods.views import TrainSeq, to_train_seqs
+from aipo_lite.methods.views import to_train_seqs
+from aipo_lite.records import TrainSeq
 from aipo_lite.records import Prov
-from aipo_lite.rollout.groups import Rollout
+from aipo_lite.records import Rollout
 from aipo_lite.tasks.loading import Task
 from aipo_lite.training.trainer import assign_advantages, micro_batch_loss
 
@@ -106,7 +107,7 @@ def test_no_prefix_token_counted_twice_in_the_loss(tok):
 
 def _seq(reward, ref, assisted=False, group=0):
     return TrainSeq([1], [5, 6], [P, P], [-1.0, -1.0], [True, True], [-1, -1], assisted=assisted, group=group,
-                    meta={"reward": reward, "ref_reward": ref})
+                    reward=reward, ref_reward=ref)
 
 
 def test_aapo_advantage_by_hand_including_groups_grpo_gives_nothing():
@@ -216,25 +217,27 @@ def test_every_method_trains_on_the_real_policy(tmp_path, parts):
                               train_tiers=["add1d"], rollout_max_new_tokens=16, log_completions_every=0, **parts)
     hist = train(cfg, progress=False)
     assert [m["step"] for m in hist] == [0, 1, 2]
-    logged = {k for m in hist for k in m if not k.startswith(("eval_", "agents/"))}
-    assert logged <= set(METRICS), logged - set(METRICS)  # fixed metric names
+    from aipo_lite.names import metric_name
+    logged = {k for m in hist for k in m if not k.startswith(("eval/", "agents/"))}
+    fixed = {metric_name(k) for k in METRICS}
+    assert logged <= fixed, logged - fixed  # fixed metric names
     agent_keys = {k for m in hist for k in m if k.startswith("agents/")}  # agents/<role>/<count>
     assert agent_keys >= {f"agents/{r}/{c}" for r in ("verify", "knowledge", "reasoning")
                           for c in ("calls", "ok", "fallbacks", "failed")}, agent_keys
     last = hist[-1]
     if cfg.arpo_branches:
-        assert last["arpo_branches_per_group"] == 2
+        assert last["train/arpo_branches_per_group"] == 2
     if cfg.advantage == "aapo":
-        assert last["aapo_ref_reward"] is not None
+        assert last["train/aapo_ref_reward"] is not None
     if cfg.rrl_groups:
-        assert last["rrl_buffer_size"] is not None and hist[1]["rrl_replayed_frac"] == 0.0
+        assert last["train/rrl_buffer_size"] is not None and hist[1]["train/rrl_replayed_frac"] == 0.0
 
 
 def test_hard_attribution_maps_a_branch_point_into_an_internalized_assisted_parent(tok):
     """An assisted parent is trained internalized (tags stripped, its committed wrong answer
     dropped, the reply as its own line): the branch point after the feedback block covers
     exactly the parent's tokens up to and including the agent's line."""
-    from aipo_lite.rollout.groups import Consult
+    from aipo_lite.records import Consult
     parts = [("5 + 2 = 7.\nAnswer: 9\n", P), ("<feedback>", Prov.TEMPLATE), ("Next: 7 + 6 = 13.", A),
              ("</feedback>\n", Prov.TEMPLATE), ("7 + 6 = 13.\nAnswer: 13", P)]
     ids, prov, consults = [], [], []

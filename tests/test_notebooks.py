@@ -101,9 +101,9 @@ def test_training_and_boundary_notebooks_run_headless_with_smoke_parameters(tmp_
     for arm in ("grpo", "aipo"):  # fixed metric names, a checkpoint at the end; folders named by settings
         (run,) = (tmp_path / "04_training").glob(f"{arm}-*")
         steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        assert [m["step"] for m in steps] == [0, 1, 2] and "eval_pass1" in steps[0] and "eval_pass1" in steps[-1]
+        assert [m["step"] for m in steps] == [0, 1, 2] and "eval/pass1" in steps[0] and "eval/pass1" in steps[-1]
         assert (run / "checkpoints" / "latest").read_text() == "step-000002"
-    assert steps[-1]["consult_rate"] is not None  # the aipo arm consulted agents
+    assert steps[-1]["train/consult_rate"] is not None  # the aipo arm consulted agents
     boundary = json.loads((tmp_path / "05_boundary_expansion" / "boundary.json").read_text())
     assert boundary["ks"] == [1, 2, 4] and set(boundary["pass_at_k"]) == {"base", "grpo", "aipo"}
     assert sum(boundary["solved_at_max_k"]["aipo"]["all"].values()) == 1  # 1 held-out problem in smoke
@@ -122,7 +122,7 @@ def test_methods_notebook_runs_headless_with_smoke_parameters(tmp_path):
         assert len(r["pass@1"]["per_seed"]) == r["seeds"]
     (run,) = out.glob("aipo+rrl-s0-*")
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in steps] == [0, 1, 2] and steps[-1]["rrl_buffer_size"] is not None
+    assert [m["step"] for m in steps] == [0, 1, 2] and steps[-1]["train/rrl_buffer_size"] is not None
     assert {d["minus"] for d in json.loads((out / "differences.json").read_text())} == {"grpo"}
     assert (out / "curves.png").stat().st_size > 10_000
 
@@ -138,4 +138,4 @@ def test_trl_bridge_notebook_runs_headless_with_smoke_parameters(tmp_path):
         assert r["loss_trl"] == pytest.approx(r["loss_kit"], rel=1e-5, abs=1e-6)
         assert r["grad_norm_trl"] == pytest.approx(r["grad_norm_kit"], rel=1e-5)
     logs = json.loads((tmp_path / "07_trl_bridge" / "trl_log.json").read_text())
-    assert len(logs) == 2 and all("aipo/reward_assisted" in h for h in logs)
+    assert len(logs) == 2 and all("train/reward_asst" in h for h in logs)

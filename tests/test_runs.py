@@ -156,7 +156,7 @@ def test_updates_skipped_in_a_row_stop_the_run_naming_step_and_cause(cfg_of, mon
     with pytest.raises(trainer.TrainingStopped, match=r"stopped at step 2: 2 updates in a row were skipped .*non-finite loss"):
         trainer.train(cfg_of(train_steps=5, max_skipped_in_row=2), progress=False)
     lines = [json.loads(x) for x in (runinfo.Path(cfg_of().run_dir) / "metrics.jsonl").read_text().splitlines()]
-    assert [m.get("skipped_update") for m in lines] == [None, 1, 1] and lines[-1]["nonfinite"] == ["loss"]
+    assert [m.get("train/skipped_update") for m in lines] == [None, 1, 1] and lines[-1]["nonfinite"] == ["train/loss"]
 
 
 class _Broken:
@@ -226,10 +226,12 @@ def test_token_budgets_beyond_the_model_context_are_refused_before_the_weights_l
 def test_a_resumed_run_equals_the_uninterrupted_one_warm_up_included(cfg_of, tmp_path, dtype):
     """Resuming (with its warm-up pass through the sampler) consumes no randomness of the run:
     1 step, then 1 more, logs what 2 steps in one go log (timings aside)."""
-    timing = {"rollout_s", "update_s", "step_time", "tokens_per_s"}
+    timing = {"speed/rollout_s", "speed/update_s", "speed/step_time", "speed/tokens_per_s"}
     whole = trainer.train(cfg_of(run_dir=str(tmp_path / "whole"), train_eval_every=1, dtype=dtype), progress=False)
     trainer.train(cfg_of(run_dir=str(tmp_path / "cut"), train_steps=1, train_eval_every=1, dtype=dtype), progress=False)
     cut = trainer.train(cfg_of(run_dir=str(tmp_path / "cut"), train_eval_every=1, dtype=dtype), progress=False)
     assert [{k: v for k, v in m.items() if k not in timing} for m in cut] == \
         [{k: v for k, v in m.items() if k not in timing} for m in whole]
-    assert whole[-1]["entropy"] is not None
+    assert whole[-1]["train/entropy"] is not None
+    groups = {k.split("/")[0] for m in whole for k in m if k not in ("step", "nonfinite")}
+    assert groups <= {"train", "eval", "agents", "speed"} and {"train", "eval", "speed"} <= groups, groups

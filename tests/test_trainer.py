@@ -90,7 +90,7 @@ def test_update_changes_lora_and_skips_non_finite(lora_policy):
     cfg = lora_policy.config
     seqs = _batch(lora_policy, view="internalized")
     for s in seqs:  # every sequence gets some advantage
-        s.meta["reward"] = float(s.group == 0 and s.assisted)
+        s.reward = float(s.group == 0 and s.assisted)
     seqs, _ = assign_advantages(seqs, cfg)
     params = {n: p.detach().clone() for n, p in lora_policy.model.named_parameters() if p.requires_grad}
     opt = torch.optim.AdamW([p for p in lora_policy.model.parameters() if p.requires_grad], lr=1e-3)
@@ -113,7 +113,7 @@ def test_unknown_training_names_raise_listing_valid_ones():
             Config.from_profile("smoke", **{field: bad})
 
 
-TIMING = {"rollout_s", "update_s", "step_time", "tokens_per_s"}
+TIMING = {"speed/rollout_s", "speed/update_s", "speed/step_time", "speed/tokens_per_s"}
 OVERRIDES = dict(train_steps=4, prompts_per_step=2, g_ind=2, g_asst=2, rollout_max_new_tokens=16,
                  train_tiers=["add1d", "add3"], heldout_tiers=["add1d"], train_eval_problems_per_tier=2,
                  train_eval_n=2, train_eval_every=2, checkpoint_every=2, log_completions_every=0,
@@ -154,11 +154,11 @@ def test_sigkill_after_checkpoint_then_resume_equals_uninterrupted(tmp_path):
     assert "resumed from" in out and "step-000002" in out
     assert _metrics(broken) == _metrics(whole)
     assert [m["step"] for m in _metrics(whole)] == [0, 1, 2, 3, 4]
-    assert any(m.get("rrl_replayed_frac") for m in _metrics(whole) if m["step"] > 2)  # replays after the cut
+    assert any(m.get("train/rrl_replayed_frac") for m in _metrics(whole) if m["step"] > 2)  # replays after the cut
 
 
 def _tiny_seq(tok):
-    from aipo_lite.methods.views import TrainSeq
+    from aipo_lite.records import TrainSeq
     prompt = tok.encode("What is 5 + 2 + 6?", add_special_tokens=False)
     parts = [("5 + 2 = 7.\n", Prov.POLICY), ("<feedback>", Prov.TEMPLATE), ("Next: 7 + 6 = 13.", Prov.AGENT),
              ("</feedback>\n", Prov.TEMPLATE), ("Answer: 13", Prov.POLICY)]
@@ -188,7 +188,7 @@ def test_update_on_tiny_model_in_each_precision_and_template_tokens_never_count(
 
 
 def _policy_only_seq(tok, old_logp):
-    from aipo_lite.methods.views import TrainSeq
+    from aipo_lite.records import TrainSeq
     prompt = tok.encode("What is 5 + 2 + 6?", add_special_tokens=False)
     ids = tok.encode("5 + 2 = 7. 7 + 6 = 13.\nAnswer: 13", add_special_tokens=False)
     old = old_logp if old_logp is not None else [-1.0] * len(ids)
@@ -261,7 +261,7 @@ def test_shared_prefix_forward_gives_the_same_logprobs_and_lora_gradient(tiny_mo
     up to the summation order: within twice the model's own rounding, measured against the same
     computation one precision up (fp32 against fp64, bf16 against fp32). A constant bound (1e-5
     relative) held on CPU but not on an H100, whose fp32 kernels split sums differently by shape."""
-    from aipo_lite.methods.views import TrainSeq
+    from aipo_lite.records import TrainSeq
     from aipo_lite.tasks.prompts import agent_free_prompt
 
     def seqs_for(policy):
@@ -287,7 +287,7 @@ def test_shared_prefix_forward_gives_the_same_logprobs_and_lora_gradient(tiny_mo
 
 
 def test_micro_batches_keep_one_prompt_each_and_group_similar_lengths():
-    from aipo_lite.methods.views import TrainSeq
+    from aipo_lite.records import TrainSeq
     from aipo_lite.training.trainer import micro_batches
 
     def seq(prompt, n):
@@ -320,7 +320,7 @@ def test_both_arms_of_notebook_04_share_one_step0_evaluation(tmp_path, monkeypat
         torch.manual_seed(100 + seed)  # a different LoRA A in each arm: B = 0 makes it irrelevant
         evals[arm] = heldout_eval(load_policy(acfg), acfg, held)
     assert evals["grpo"] == evals["aipo"]
-    assert 0 < evals["grpo"]["eval_pass1_add1d"] < 1  # a real evaluation, not a degenerate one
+    assert 0 < evals["grpo"]["eval/pass1/add1d"] < 1  # a real evaluation, not a degenerate one
     if dtype != "float32":
         return
     calls = []
@@ -328,5 +328,5 @@ def test_both_arms_of_notebook_04_share_one_step0_evaluation(tmp_path, monkeypat
     monkeypatch.setattr(trainer, "heldout_eval", lambda *a: calls.append(1) or real(*a))
     hist = trainer.train(arm_config(cfg, "aipo", tmp_path), progress=False, start_eval={"step": 0, **evals["grpo"]})
     assert hist[0] == {"step": 0, **evals["aipo"]}
-    assert len(calls) == 1 and "eval_pass1" in hist[-1]  # only the end-of-run evaluation sampled
+    assert len(calls) == 1 and "eval/pass1" in hist[-1]  # only the end-of-run evaluation sampled
     assert trainer.train(arm_config(cfg, "aipo", tmp_path), progress=False)[0] == hist[0]  # resumed: as written

@@ -9,7 +9,7 @@ from aipo_lite.config import Config
 from aipo_lite.methods.views import interactive_seq, internalized_seq, to_train_seqs
 from aipo_lite.model.policy import resolve_model_path
 from aipo_lite.records import Prov
-from aipo_lite.rollout.groups import Consult, Rollout
+from aipo_lite.records import Consult, Rollout
 from aipo_lite.tasks.loading import Task
 from aipo_lite.tasks.prompts import agent_free_prompt
 
@@ -84,4 +84,4 @@ def test_unassisted_and_prefix_tokens(tok):
                 [1.0] * len(ids), "", "stop", prefix_len=3)
     (s,) = to_train_seqs([[r]], tok)
     assert s.in_loss == [False] * 3 + [True] * (len(ids) - 3)  # a replayed prefix is context only
-    assert not s.assisted and s.meta["reward"] == 0.0
+    assert not s.assisted and s.reward == 0.0

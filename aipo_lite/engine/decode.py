@@ -24,7 +24,7 @@ import torch
 from aipo_lite.engine.hook_tokens import watch_ids_of
 from aipo_lite.engine.prefill import left_pad, prefill
 from aipo_lite.engine.static_step import StaticStep, to_host
-from aipo_lite.records import Prov
+from aipo_lite.records import Prov, RowState
 
 
 @dataclass
@@ -41,7 +41,7 @@ class Row:
     logprobs: list[float] = field(default_factory=list)
     entropies: list[float] = field(default_factory=list)
     finished: str = ""   # '', 'eos', 'stop' (a hook or the stop machine ended it) or 'length'
-    state: dict = field(default_factory=dict)  # free for hooks (consult bookkeeping)
+    state: RowState | None = None  # what the row's hook keeps (records.RowState)
     commit: int = 0      # state of run(stop=...)'s commit machine; -1: not watched (a hook decides)
 
 
@@ -112,12 +112,12 @@ def _advance(r: Row, b: int, host: list, logp: torch.Tensor, on_token, watch: se
     appends the row there for the caller to run it and then `_check_length`) and marks the row
     finished; returns the token to feed."""
     t, lp_forced, h = int(host[0][b]), host[2][b], host[3][b]
-    if t == eos and not r.forced and on_token and r.state.get("intercept_eos"):
+    if t == eos and not r.forced and on_token and r.state is not None and r.state.intercept_eos:
         # the hook may continue the row instead of ending it (verify-before-commit
         # when the answer is followed by EOS): then the EOS is dropped, forced tokens fed
-        r.state["at_eos"] = True
+        r.state.at_eos = True
         on_token(r)
-        r.state["at_eos"] = False
+        r.state.at_eos = False
         if r.forced:  # queued just now, so not gathered above (rare: one more read)
             lp_forced = logp[b, r.forced[0][0]].item()
     hook = False
@@ -133,7 +133,7 @@ def _advance(r: Row, b: int, host: list, logp: torch.Tensor, on_token, watch: se
         if t == eos:
             r.finished = "eos"
         else:
-            hook = on_token is not None and (t in watch or r.state.get("every_token"))
+            hook = on_token is not None and (t in watch or (r.state is not None and r.state.every_token))
     if stop is not None and r.commit >= 0 and not r.finished:
         r.commit = stop.step(r.commit, t)
         if r.commit == stop.accept:  # its first committed answer is complete
@@ -169,8 +169,8 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
 
     on_token(row) is called after a row receives a token whose id is in `watch_ids` (default:
     tokens that can end a line, a tag or a brace), or after the last forced token; it may
-    queue forced tokens or set row.finished. EOS ends a row (unless row.state['intercept_eos']
-    and the hook, called with row.state['at_eos'] set, queues forced tokens: then the EOS is
+    queue forced tokens or set row.finished. EOS ends a row (unless row.state.intercept_eos
+    and the hook, called with row.state.at_eos set, queues forced tokens: then the EOS is
     dropped and they are fed instead); so does reaching max_new_tokens sampled tokens (once
     any queued forced tokens are in). `generator`: a torch.Generator on any device or an int
     seed (see device_generator). `max_batch`: decode at most this many rows at once; once a

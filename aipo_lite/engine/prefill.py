@@ -23,7 +23,7 @@ from aipo_lite.engine.kv_cache import GrowingCache
 BUCKET_COST = 32
 
 
-def prefill(model, tokenizer, live: list[Row], share_prefix: bool, device):
+def prefill(model, tokenizer, live: list, share_prefix: bool, device):  # live: engine.decode.Row
     """Run the rows' prompts: (cache, last-position logits, attention mask, next positions).
     Layout [pad][prefix of the row's group (cached once per group)][pad][rest of prompt].
 

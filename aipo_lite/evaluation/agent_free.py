@@ -151,5 +151,5 @@ def heldout_eval(policy, cfg: Config, tasks: list) -> dict:
     """Agent-free pass@1 on the held-out slice (test split), overall and per tier."""
     ecfg = dataclasses.replace(cfg, eval_n=cfg.train_eval_n, eval_ks=[1], bootstrap_samples=0)
     table = evaluate(policy, tasks, ecfg, progress=False, keep_completions=False).table
-    return {f"eval_pass1_{tier}": row["pass@1"]["mean"] for tier, row in table.items()} | {
-        "eval_pass1": table["all" if "all" in table else next(iter(table))]["pass@1"]["mean"]}
+    return {f"eval/pass1/{tier}": row["pass@1"]["mean"] for tier, row in table.items()} | {
+        "eval/pass1": table["all" if "all" in table else next(iter(table))]["pass@1"]["mean"]}

@@ -135,7 +135,7 @@ def table(results: dict, tiers: list[str], ks: list[int], samples: int = 2000) -
     """One row per arm and tier: pass@k mean, interval and per-seed means; step time; wall time."""
     rows, costs = [], cost(results)
     for arm, res in results.items():
-        walls = [sum(m.get("step_time", 0.0) for m in h) for h in res["metrics"]]
+        walls = [sum(m.get("speed/step_time", 0.0) for m in h) for h in res["metrics"]]
         for tier in tiers:
             row = {"arm": arm, "tier": tier, "seeds": len(res["evals"]),
                    "s_per_step": costs.get(arm, {}).get("s_per_step"),
@@ -183,7 +183,7 @@ def cost(results: dict, reference: str = "grpo") -> dict:
     """Mean step time per arm and its ratio to the reference arm's (None without it)."""
     out = {}
     for arm, res in results.items():
-        steps = [m["step_time"] for h in res["metrics"] for m in h if "step_time" in m]
+        steps = [m["speed/step_time"] for h in res["metrics"] for m in h if "speed/step_time" in m]
         if steps:
             out[arm] = {"s_per_step": sum(steps) / len(steps)}
     ref = out.get(reference, {}).get("s_per_step")

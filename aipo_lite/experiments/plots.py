@@ -125,16 +125,16 @@ def plot_training_curves(histories: dict[str, list[dict]]):
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.0))
     for i, (name, hist) in enumerate(histories.items()):
         st = style(i)  # own colour, line style and marker: the equal-wall-time run cannot hide GRPO's line
-        steps = [m for m in hist if "reward_mean" in m]
-        axes[0].plot([m["step"] for m in steps], [m["reward_mean"] for m in steps], label=name, **st)
-        evals = [m for m in hist if "eval_pass1" in m]
-        axes[1].plot([m["step"] for m in evals], [m["eval_pass1"] for m in evals], label=name, **st)
+        steps = [m for m in hist if "train/reward_mean" in m]
+        axes[0].plot([m["step"] for m in steps], [m["train/reward_mean"] for m in steps], label=name, **st)
+        evals = [m for m in hist if "eval/pass1" in m]
+        axes[1].plot([m["step"] for m in evals], [m["eval/pass1"] for m in evals], label=name, **st)
         clock, t = {0: 0.0}, 0.0
         for m in steps:
-            t += m["step_time"]
+            t += m["speed/step_time"]
             clock[m["step"]] = t
-        axes[2].plot([clock[m["step"]] / 60 for m in evals], [m["eval_pass1"] for m in evals], label=name, **st)
-        axes[3].plot([m["step"] for m in steps], [m["consult_rate"] or 0.0 for m in steps], label=name, **st)
+        axes[2].plot([clock[m["step"]] / 60 for m in evals], [m["eval/pass1"] for m in evals], label=name, **st)
+        axes[3].plot([m["step"] for m in steps], [m["train/consult_rate"] or 0.0 for m in steps], label=name, **st)
     for ax, (x, y) in zip(axes, [("step", "rollout reward (mean)"), ("step", "held-out pass@1 (agent-free)"),
                                  ("wall time of steps (min)", "held-out pass@1 (agent-free)"),
                                  ("step", "answered consults / assisted rollout")]):
@@ -162,12 +162,12 @@ def plot_grid_curves(results: dict):
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
     for i, (arm, res) in enumerate((a, r) for a, r in results.items() if r["metrics"]):
         st = style(i)
-        for panel, (key, by) in enumerate([("reward_mean", "step"), ("eval_pass1", "step"), ("eval_pass1", "wall")]):
+        for panel, (key, by) in enumerate([("train/reward_mean", "step"), ("eval/pass1", "step"), ("eval/pass1", "wall")]):
             curves = []
             for hist in res["metrics"]:
                 t, xs, ys = 0.0, [], []
                 for m in hist:
-                    t += m.get("step_time", 0.0)
+                    t += m.get("speed/step_time", 0.0)
                     if m.get(key) is not None:
                         xs.append(m["step"] if by == "step" else t / 60)
                         ys.append(m[key])

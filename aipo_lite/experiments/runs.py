@@ -23,10 +23,7 @@ from aipo_lite.methods import objectives as obj
 from aipo_lite.model.policy import load_policy
 from aipo_lite.records import Prov
 from aipo_lite.training import checkpoint
-from aipo_lite.training.runinfo import (
-    named_run_dir,
-    read_metrics,  # noqa: F401  (notebooks import it from here)
-)
+from aipo_lite.training.runinfo import named_run_dir, read_metrics
 from aipo_lite.training.trainer import agent_tokens, micro_batches, sequence_logprobs, train
 
 
@@ -44,7 +41,7 @@ def extend_to_wall_time(cfg: Config, target_seconds: float, name: str, progress:
     `target_seconds`: the equal-wall-time arm. The step count is extrapolated from the
     run's mean step time; resume makes the continuation exact."""
     hist = read_metrics(cfg.run_dir)
-    per_step = sum(m["step_time"] for m in hist if "step_time" in m) / max(cfg.train_steps, 1)
+    per_step = sum(m["speed/step_time"] for m in hist if "speed/step_time" in m) / max(cfg.train_steps, 1)
     steps = max(cfg.train_steps, round(target_seconds / per_step))
     dst = Path(cfg.run_dir).parent / f"{name}-{Path(cfg.run_dir).name.rsplit('-', 1)[-1]}"
     if not dst.exists():
@@ -55,7 +52,7 @@ def extend_to_wall_time(cfg: Config, target_seconds: float, name: str, progress:
 
 
 def wall_time(history: list[dict]) -> float:
-    return sum(m.get("step_time", 0.0) for m in history)
+    return sum(m.get("speed/step_time", 0.0) for m in history)
 
 
 def load_trained(cfg: Config, run_dir: str | Path | None = None):

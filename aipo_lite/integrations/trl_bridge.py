@@ -44,7 +44,8 @@ import torch
 from aipo_lite.config import Config
 from aipo_lite.methods.guidance import assisted_per_group
 from aipo_lite.methods.loss import token_loss
-from aipo_lite.methods.views import TrainSeq, to_train_seqs
+from aipo_lite.methods.views import to_train_seqs
+from aipo_lite.records import TrainSeq
 from aipo_lite.model.policy import Policy, load_policy, resolve_device, resolve_dtype
 from aipo_lite.records import Prov
 from aipo_lite.rollout import groups as kit_rollout
@@ -221,7 +222,7 @@ class AIPOGRPOTrainer(GRPOTrainer):
                               for r, s in zip(rollouts, seqs)], device=dev)
         every = self.accelerator.gather(local).cpu()
         pseudo = [TrainSeq([], [], [], [], [], [], assisted=bool(a), group=i // self.num_generations,
-                           meta={"reward": r, "ref_reward": None}) for i, (r, a, _, _) in enumerate(every.tolist())]
+                           reward=r) for i, (r, a, _, _) in enumerate(every.tolist())]
         kept = {id(s) for s in assign_advantages(pseudo, self.cfg)[0]}
         keep = torch.tensor([id(s) in kept for s in pseudo])
         adv = torch.tensor([s.advantage if id(s) in kept else 0.0 for s in pseudo])
@@ -235,13 +236,13 @@ class AIPOGRPOTrainer(GRPOTrainer):
 
     def _log_kit(self, rollouts) -> None:
         m = self._metrics["train"]
-        for name, rs in (("aipo/reward_independent", [r for r in rollouts if not r.assisted]),
-                         ("aipo/reward_assisted", [r for r in rollouts if r.assisted])):
+        for name, rs in (("train/reward_ind", [r for r in rollouts if not r.assisted]),
+                         ("train/reward_asst", [r for r in rollouts if r.assisted])):
             if rs:
                 m[name].append(sum(r.reward for r in rs) / len(rs))
         asst = [r for r in rollouts if r.assisted]
         if asst:
-            m["aipo/consult_rate"].append(sum(bool(r.consults) for r in asst) / len(asst))
+            m["train/consult_rate"].append(sum(bool(r.consults) for r in asst) / len(asst))
 
     # -- 4. loss ----------------------------------------------------------------------------------
     def _compute_loss(self, model, inputs):
@@ -258,7 +259,7 @@ class AIPOGRPOTrainer(GRPOTrainer):
                               int(inputs["kit_n_tokens"]), ref_logp=inputs.get("ref_per_token_logps"),
                               old_logp=inputs.get("old_per_token_logps"))
         if len(st["w"]):
-            self._metrics["train"]["aipo/agent_w_mean"].append(float(st["w"].mean()))
+            self._metrics["train"]["train/agent_w_mean"].append(float(st["w"].mean()))
         # one generation batch = steps_per_generation micro-steps; each optimizer step sums
         # gradient_accumulation_steps of them and DDP averages over processes
         scale = self.accelerator.num_processes * self.args.steps_per_generation / self.args.gradient_accumulation_steps

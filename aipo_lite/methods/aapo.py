@@ -19,8 +19,9 @@ POLICY token) and the token-level mean over the step, as their code.
 
 from __future__ import annotations
 
+from aipo_lite.records import Rollout
 from aipo_lite.rollout.detector import Detector
-from aipo_lite.rollout.groups import Rollout, rollout_group
+from aipo_lite.rollout.groups import rollout_group
 
 CLIP_LOW, CLIP_HIGH = 0.2, 0.28
 

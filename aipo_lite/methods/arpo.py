@@ -29,8 +29,8 @@ from __future__ import annotations
 import random
 
 from aipo_lite.methods.views import to_train_seqs
-from aipo_lite.records import Prov
-from aipo_lite.rollout.groups import Rollout, continue_rollouts
+from aipo_lite.records import Prov, Rollout
+from aipo_lite.rollout.groups import continue_rollouts
 
 ATTRIBUTIONS = ("soft", "hard")
 

@@ -29,9 +29,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from aipo_lite.methods.views import to_train_seqs
-from aipo_lite.records import Prov
+from aipo_lite.records import Prov, Rollout
 from aipo_lite.rollout.detector import Detector
-from aipo_lite.rollout.groups import Rollout, rollout_group
+from aipo_lite.rollout.groups import rollout_group
 from aipo_lite.tasks.rewards import COMMITTED
 
 

@@ -33,30 +33,12 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
 
-from aipo_lite.records import Prov
-from aipo_lite.rollout.groups import Rollout
+from aipo_lite.records import Prov, Rollout, TrainSeq
 from aipo_lite.tasks.prompts import agent_free_prompt
 from aipo_lite.tasks.rewards import COMMITTED
 
 _TAG_OPEN = re.compile(r"<(verify|knowledge|reason)>")
-
-
-@dataclass
-class TrainSeq:
-    prompt_ids: list[int]
-    ids: list[int]             # completion tokens
-    kind: list[int]            # Prov per completion token
-    old_logp: list[float]      # behaviour log-prob (nan where none)
-    in_loss: list[bool]
-    span: list[int]            # agent span index within this sequence (-1 = not an agent token)
-    advantage: float = 0.0
-    token_adv: list | None = None  # per-token advantages where they differ (ARPO hard attribution)
-    assisted: bool = False
-    rescored: bool = False     # trained under another prompt than it was sampled with (internalized)
-    group: int = 0
-    meta: dict = field(default_factory=dict)
 
 
 def independent_seq(r: Rollout) -> TrainSeq:
@@ -152,6 +134,6 @@ def to_train_seqs(groups: list[list[Rollout]], tokenizer, view: str = "internali
                 s = interactive_seq(r, credit)
             else:
                 s = internalized_seq(r, tokenizer, prompt_style, credit)
-            s.group, s.meta = g, {"reward": r.reward, "consults": len(r.consults), "ref_reward": r.ref_reward}
+            s.group, s.reward, s.consults, s.ref_reward = g, r.reward, len(r.consults), r.ref_reward
             out.append(s)
     return out

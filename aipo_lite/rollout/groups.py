@@ -18,15 +18,14 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 
 from aipo_lite.agents.base import ROLES, make_agent
 from aipo_lite.agents.guard import Guarded
 from aipo_lite.engine import decode as engine
 from aipo_lite.engine.commit_machine import commit_machine
 from aipo_lite.engine.decode import Row
-from aipo_lite.records import Prov
-from aipo_lite.rollout.consult import Assist, Consult
+from aipo_lite.records import Prov, Rollout, RowState
+from aipo_lite.rollout.consult import Assist
 from aipo_lite.rollout.detector import Detector
 from aipo_lite.tasks.loading import Task
 from aipo_lite.tasks.prompts import SYSTEM, agent_free_prompt, render
@@ -62,24 +61,6 @@ def assisted_prompt(tokenizer, question: str, style: str = "one_shot") -> str:
 # Forced tokens one consult may add (<feedback>, a rule agent's one-line reply, </feedback>):
 # sizes the static decode batch on CUDA (engine.run's extra_room) so it rarely has to grow.
 FEEDBACK_ROOM = 40
-
-
-@dataclass
-class Rollout:
-    task: Task
-    assisted: bool
-    prompt_ids: list[int]
-    ids: list[int]
-    prov: list[int]
-    logprobs: list[float]
-    entropies: list[float]
-    text: str
-    finished: str
-    consults: list[Consult] = field(default_factory=list)
-    reward: float = 0.0
-    prefix_len: int = 0  # generated tokens that came from a given starting prefix
-    parent: int = -1     # ARPO: index in its group of the rollout it branched from
-    ref_reward: float | None = None  # AAPO: reward of the paired reference rollout
 
 
 def agents_from_config(cfg) -> dict[str, Guarded]:
@@ -136,7 +117,7 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
             meta.append((i, task, assisted, prompt, prefix))
     with ThreadPoolExecutor(concurrency) if concurrency > 1 and agents else nullcontext() as pool:
         if detector.every_line:  # guidance before the first token: the first step, then the policy
-            first = [row for row in rows if row.state["assisted"]]
+            first = [row for row in rows if row.state.assisted]
             list(pool.map(hook, first)) if pool else [hook(row) for row in first]
         stats = engine.run(policy.sampler(), tok, rows, temperature=temperature, top_p=top_p,
                            on_token=hook, generator=generator, stop=commit_machine(tok),
@@ -147,16 +128,14 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
         n = len(prefix)
         r = Rollout(task, assisted, prompt, ids, [Prov.POLICY] * n + row.prov, [float("nan")] * n + row.logprobs,
                     [float("nan")] * n + row.entropies, tok.decode(ids, skip_special_tokens=True),
-                    row.finished, row.state["consults"], prefix_len=n)
+                    row.finished, row.state.consults, prefix_len=n)
         r.reward = score(_final_text(r, tok), task.answer, reward_mode)
         groups[i].append(r)
     return groups, stats
 
 
-def _row_state(task: Task, assisted: bool, detector: Detector) -> dict:
-    return {"assisted": assisted, "task": task, "consults": [], "seg_start": 0, "h_init": None,
-            "text_after": 0, "text": "", "n_dec": 0, "checked": 0, "commit": 0, "n_commit": 0,
-            "intercept_eos": assisted and detector.verify_before_commit}
+def _row_state(task: Task, assisted: bool, detector: Detector) -> RowState:
+    return RowState(assisted=assisted, task=task, intercept_eos=assisted and detector.verify_before_commit)
 
 
 def continue_rollouts(policy, starts: list[tuple[Rollout, int]], temperature: float = 1.0,

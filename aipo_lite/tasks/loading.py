@@ -105,6 +105,8 @@ def from_config(cfg, split: str, tiers=None, limit_per_tier: int = 0, field: str
     task source other than the synth suite, the default list (every synth tier) means all
     kinds; tiers the source lacks raise a ConfigError naming the field, before any work."""
     field = field or next((n for n in TIER_FIELDS if getattr(cfg, n) is tiers), "tiers")
+    if split == "train" and not limit_per_tier:
+        limit_per_tier = cfg.train_problems_per_tier
     if cfg.tasks != "synth" and list(tiers or []) == list(TIERS):
         tiers = []
     try:

@@ -8,7 +8,7 @@ import math
 import torch
 
 from aipo_lite.engine.prefill import last_position, shared_prefix_length
-from aipo_lite.methods.views import TrainSeq
+from aipo_lite.records import TrainSeq
 
 
 def sequence_logprobs(model, seqs: list[TrainSeq], temperature: float, device,

@@ -11,7 +11,8 @@ a merged copy of the current weights (Policy.sampler()), so π_old is the curren
 the recorded sampling log-probs are the PPO ratio's denominators (tests/test_trainer.py
 checks the trainer's recomputed log-probs match them).
 
-Metrics go to run_dir/metrics.jsonl under fixed names (METRICS); agent-free held-out pass@1
+Metrics go to run_dir/metrics.jsonl under fixed names (METRICS, written grouped as `train/…`,
+`speed/…`, `eval/…`, `agents/…` by names.metric_name; docs/metrics.md); agent-free held-out pass@1
 is added at step 0, every `train_eval_every` steps and at the end. A checkpoint (LoRA
 safetensors, optimizer, RNG states, step, data cursor, RRL buffer) is written atomically every
 `checkpoint_every` steps; with `resume=True` a run continues exactly where its last
@@ -36,9 +37,10 @@ from aipo_lite.methods import objectives as obj
 from aipo_lite.methods.aapo import momentum
 from aipo_lite.methods.loss import token_loss
 from aipo_lite.methods.step import _completions_table, rollout_metrics, step_groups
-from aipo_lite.methods.views import TrainSeq, to_train_seqs
+from aipo_lite.methods.views import to_train_seqs
 from aipo_lite.model.policy import load_policy
-from aipo_lite.records import Prov
+from aipo_lite.names import grouped
+from aipo_lite.records import Prov, TrainSeq
 from aipo_lite.rollout.groups import agents_from_config, detector_from_config
 from aipo_lite.tasks.loading import from_config as tasks_from_config
 from aipo_lite.training import checkpoint, runinfo
@@ -151,24 +153,24 @@ def assign_advantages(seqs: list[TrainSeq], cfg: Config) -> tuple[list[TrainSeq]
         groups.setdefault(s.group, []).append(s)
     kept, zero = [], 0
     for g in groups.values():
-        r = torch.tensor([s.meta["reward"] for s in g], dtype=torch.float32)
+        r = torch.tensor([s.reward for s in g], dtype=torch.float32)
         zero += int(not obj.keep_group(r))
         if cfg.advantage == "sft":
             for s in g:
-                s.advantage = float(s.meta["reward"]) if s.assisted else 0.0
+                s.advantage = float(s.reward) if s.assisted else 0.0
             kept += g
             continue
         if cfg.algorithm == "dapo" and not obj.keep_group(r):
             continue
         ind = [s for s in g if not s.assisted]
         asst = [s for s in g if s.assisted]
-        a_ind, a_asst = obj.group_advantages(torch.tensor([s.meta["reward"] for s in ind]),
-                                             torch.tensor([s.meta["reward"] for s in asst]),
+        a_ind, a_asst = obj.group_advantages(torch.tensor([s.reward for s in ind]),
+                                             torch.tensor([s.reward for s in asst]),
                                              cfg.algorithm, cfg.baseline)
         for s, a in [*zip(ind, a_ind.tolist()), *zip(asst, a_asst.tolist())]:
             s.advantage = a
             if cfg.advantage == "aapo":  # AAPO's momentum against the paired reference rollout
-                s.advantage += momentum(s.meta["reward"], s.meta["ref_reward"], cfg.aapo_clip_low, cfg.aapo_clip_high)
+                s.advantage += momentum(s.reward, s.ref_reward, cfg.aapo_clip_low, cfg.aapo_clip_high)
         kept += g
     return kept, zero / max(len(groups), 1)
 
@@ -190,8 +192,6 @@ def train(cfg: Config, policy=None, progress: bool = True, start_eval: dict | No
     evaluation is seeded, so arms with the same seed, held-out slice, evaluation settings and
     model get identical step-0 evaluations; notebook 04 computes it once for both arms."""
     from tqdm.auto import tqdm
-
-
 
     for name, value, valid in [("algorithm", cfg.algorithm, obj.ALGORITHMS), ("agent_weight", cfg.agent_weight, obj.WEIGHTS),
                                ("view", cfg.view, obj.VIEWS), ("credit", cfg.credit, obj.CREDITS),
@@ -225,7 +225,7 @@ def train(cfg: Config, policy=None, progress: bool = True, start_eval: dict | No
         print(f"resumed from {ckpt} (step {state['step']})")
     history = runinfo.read_metrics(run)
     if state["step"] == 0 and not history:
-        given = {k: v for k, v in (start_eval or {}).items() if k.startswith("eval_")}
+        given = {k: v for k, v in (start_eval or {}).items() if k.startswith("eval/")}
         history.append({"step": 0, **(given or heldout_eval(policy, cfg, held))})
         runinfo.append_metrics(metrics_path, history[-1])
     bar = tqdm(range(state["step"], cfg.train_steps), initial=state["step"], total=cfg.train_steps,
@@ -262,9 +262,10 @@ def train(cfg: Config, policy=None, progress: bool = True, start_eval: dict | No
         last = step + 1 == cfg.train_steps
         if last or (cfg.train_eval_every and (step + 1) % cfg.train_eval_every == 0):
             m.update(heldout_eval(policy, cfg, held))
+        m = grouped(m)
         history.append(m)
         runinfo.append_metrics(metrics_path, m)
-        bar.set_postfix(reward=f"{m['reward_mean']:.2f}", loss=f"{m['loss']:.3f}")
+        bar.set_postfix(reward=f"{m['train/reward_mean']:.2f}", loss=f"{m['train/loss']:.3f}")
         if cfg.log_completions_every and (step + 1) % cfg.log_completions_every == 0:
             bar.write(f"step {step + 1}\n{_completions_table(groups)}")
         if skipped_in_row >= cfg.max_skipped_in_row:

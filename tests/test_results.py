@@ -1,0 +1,47 @@
+"""Result files (results/*.json) and the tables generated from them (docs/results.md, the README)."""
+
+import json
+import shutil
+
+from aipo_lite.experiments import grid, results
+
+
+def test_docs_and_readme_tables_are_the_generated_ones():
+    """Nobody edits a result table by hand: regenerating from results/ changes nothing."""
+    records = results.load_all()
+    assert records, "results/ holds no result file"
+    assert (results.ROOT / "docs" / "results.md").read_text() == results.render(records)
+    readme = (results.ROOT / "README.md").read_text()
+    block = readme[readme.index(results.START) + len(results.START):readme.index(results.END)]
+    assert block.strip() == results.readme_block(records).strip()
+    for r in records:  # every file says how it was made
+        assert {"command", "date", "machine", "seeds", "source", "protocol"} <= set(r), r["name"]
+
+
+def _measured():
+    ev = lambda correct: [{"id": f"p{i}", "kind": "recall_t", "n": 4, "correct": c} for i, c in enumerate(correct)]
+    return {"base": {"evals": [ev([0, 0, 0])], "metrics": []},
+            "grpo": {"evals": [ev([0, 0, 0]), ev([0, 1, 0])], "metrics": [[{"speed/step_time": 2.0}]] * 2},
+            "aipo": {"evals": [ev([4, 3, 2]), ev([2, 4, 4])], "metrics": [[{"speed/step_time": 5.0}]] * 2}}
+
+
+def test_a_measured_file_recomputes_the_grid_table(tmp_path):
+    res = _measured()
+    rec = results.save(tmp_path / "r.json", res, name="r", title="t", command="c", seeds=[0, 1],
+                       protocol={"train_steps": 2}, tiers=["recall_t"], ks=[1, 4])
+    assert json.loads((tmp_path / "r.json").read_text()) == rec and rec["source"] == "measured"
+    rows, diffs = results.tables(rec, samples=200)
+    assert rows == grid.table(res, ["recall_t"], [1, 4], 200)
+    aipo = next(d for d in diffs if d["arm"] == "aipo")
+    assert aipo["beyond_interval"] and aipo["diff"] > 0.5
+    assert "aipo − grpo on `recall_t`" in results.section(rec)
+
+
+def test_write_regenerates_docs_and_readme(tmp_path):
+    (tmp_path / "docs").mkdir()
+    shutil.copytree(results.ROOT / "results", tmp_path / "results")
+    (tmp_path / "README.md").write_text(f"intro\n{results.START}\nstale\n{results.END}\nrest\n")
+    results.write(tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    assert "stale" not in text and text.startswith("intro\n") and text.endswith("rest\n") and "| result |" in text
+    assert (tmp_path / "docs" / "results.md").read_text() == results.render(results.load_all(tmp_path / "results"))
