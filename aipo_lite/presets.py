@@ -11,16 +11,23 @@ GRID_BASE = dict(train_tiers=["recall"], heldout_tiers=["recall", "recall_t"], t
                  rollout_max_new_tokens=16, eval_max_new_tokens=16, train_eval_problems_per_tier=12, train_eval_n=4,
                  train_eval_every=20, checkpoint_every=10, log_completions_every=0)
 
+# The headline protocol (docs/results.md; how it was chosen: docs/LOG.md, 2026-12-07): the controlled
+# bottleneck cut to its first 4 facts (12 training questions), 10 steps at lr 5e-4, evaluated
+# agent-free on the same facts asked in templates never trained on (`recall_t`, 8 questions).
+HEADLINE = dict(train_tiers=["recall"], train_problems_per_tier=12, heldout_tiers=["recall_t"], train_steps=10,
+                learning_rate=5e-4, prompts_per_step=4, g_ind=2, g_asst=2, consult_budget=1, detector_every_line=True,
+                guidance_form="inline", rollout_max_new_tokens=16, train_eval_problems_per_tier=8, train_eval_n=4,
+                train_eval_every=0, checkpoint_every=5, log_completions_every=0, grid_eval_n=16,
+                grid_eval_problems_per_tier=8, boundary_problems_per_tier=8, boundary_n=16, equal_wall_time=False)
+# The demo's slice of the method grid: the headline protocol, 3 steps.
+DEMO_GRID = {"train_steps": 3, "checkpoint_every": 3}
+# The tests' slice: the 40-step protocol cut to 2 steps of 2 prompts.
+SMOKE_GRID = {**GRID_BASE, "train_steps": 2, "prompts_per_step": 2, "train_eval_every": 0,
+              "train_eval_problems_per_tier": 4, "train_eval_n": 2, "checkpoint_every": 2}
 # Presets. `demo` is what `make demo` runs on a 2-core CPU; `smoke` is for tests.
-# The demo's slice of the method grid: the controlled-bottleneck protocol, 4 steps, small evaluations.
-DEMO_GRID = {**GRID_BASE, "train_steps": 3,
-             "train_eval_every": 0, "train_eval_problems_per_tier": 4, "train_eval_n": 2, "checkpoint_every": 2}
 PROFILES: dict[str, dict] = {
     "demo": dict(eval_problems_per_tier=10, eval_n=8, eval_ks=[1, 2, 4, 8], probe_problems_per_tier=6,
-                 train_tiers=["add3", "expr3"], train_steps=8, prompts_per_step=4, rollout_max_new_tokens=48,
-                 train_eval_every=8, checkpoint_every=4, log_completions_every=4, boundary_problems_per_tier=6,
-                 boundary_n=32, grid_arms=["grpo", "aipo", "aipo+arpo"], grid_eval_n=4,
-                 grid_eval_problems_per_tier=6, grid_overrides=DEMO_GRID),
+                 **HEADLINE, grid_arms=["grpo", "aipo", "aipo+arpo"], grid_overrides=DEMO_GRID),
     # `grid`: the demo with the full method grid of the README (Config's grid_* defaults: 40 steps,
     # every arm, 3 seeds, every held-out problem x 16); notebook 06 with it trains for hours on a CPU
     # (re-running reads the finished runs).
@@ -31,6 +38,5 @@ PROFILES: dict[str, dict] = {
                   train_steps=2, prompts_per_step=1, train_eval_every=0, train_eval_problems_per_tier=1,
                   train_eval_n=2, checkpoint_every=0, log_completions_every=1, boundary_problems_per_tier=1,
                   boundary_n=4, lora_r=4, equal_wall_time=False, grid_arms=["grpo", "aipo+rrl"], grid_seeds=[0],
-                  grid_eval_n=2, grid_eval_problems_per_tier=1, grid_overrides={**DEMO_GRID, "train_steps": 2,
-                                                                                  "prompts_per_step": 2}),
+                  grid_eval_n=2, grid_eval_problems_per_tier=1, grid_overrides=SMOKE_GRID),
 }

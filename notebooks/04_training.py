@@ -14,71 +14,71 @@
 # ---
 
 # %% [markdown]
-# # 04 · Training: GRPO vs AIPO at equal budget
+# # 04 · Training: GRPO, AIPO and SFT on what only the agents know
 #
-# Two LoRA runs from the same base with the same seed, steps, prompts per step and rollouts
-# per prompt: `grpo` (all rollouts independent, no agents) and `aipo` (g_ind independent +
-# g_asst assisted rollouts; agent tokens weighted by `agent_weight`, trained in the `view`,
-# `credit` and `baseline` of the config; docs/methods.md §3). The training mix (`train_tiers`)
-# includes `expr3`, where the base model's pass@k is ≈ 0 and plain GRPO gets no gradient.
-# Held-out pass@1 is always agent-free (plain prompt, no tags, no detector). Assisted steps
-# cost more, so a third curve continues GRPO to AIPO's wall time (`equal_wall_time`).
-# Each arm trains in a folder named by its training settings (`grpo-<key>`, `aipo-<key>`): re-running
-# with the same settings resumes and does not retrain; a changed override trains anew.
+# The kit's headline protocol (`demo` profile; docs/results.md): twelve questions about four
+# invented facts ("What is zorb?") whose values exist only in the agents' knowledge base. Three
+# LoRA runs from the same base, seed, steps and rollouts per step: `grpo` (4 independent
+# rollouts: its reward is 0, so it has no gradient), `aipo` (2 independent + 2 assisted: the
+# Reasoning agent writes the fact as the first line; agent tokens weighted by `agent_weight`;
+# docs/methods.md §3) and `sft` (likelihood on the assisted successes only: the distillation
+# baseline). Each final adapter is then evaluated **agent-free** (plain prompt, no agents) on
+# the same facts asked in question templates never trained on (`recall_t`), `grid_eval_n`
+# samples per question: one seed, with a 95 % interval over questions. Beside it: the committed
+# 3-seed result of the same protocol (`results/headline_recall4.json`), shown only if it was made
+# with the settings asked here. Run folders are named by their training settings, so re-running
+# reads finished runs and a changed override trains anew.
 
 # %% tags=["parameters"]
 profile = "demo"                  # preset in aipo_lite.config.PROFILES
 run_dir = "../runs/notebooks/04_training"
-overrides = {}                    # any aipo_lite.Config field, e.g. {"agent_weight": "sft", "train_steps": 20}
+overrides = {}                    # any aipo_lite.Config field, e.g. {"train_steps": 20, "seed": 1}
 
 # %%
-import gc
 import json
 
-from aipo_lite import (Config, arm_config, extend_to_wall_time, wall_time,
-    plot_training_curves, train)
+from aipo_lite import Config, headline, plot_headline, plot_training_curves, read_metrics
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 
 # %%
-histories = {}
-for arm in ("grpo", "aipo"):
-    print(f"=== {arm}")
-    # step 0 is the base model under the same seeded held-out evaluation in both arms: sampled once
-    histories[arm] = train(arm_config(cfg, arm, out), start_eval=histories["grpo"][0] if histories else None)
-    gc.collect()
-if cfg.equal_wall_time:
-    print("=== grpo continued to AIPO's wall time")
-    histories["grpo_equal_time"] = extend_to_wall_time(arm_config(cfg, "grpo", out), wall_time(histories["aipo"]),
-                                                       "grpo_equal_time")
+results = headline.run(cfg, [cfg.seed], out)  # trains grpo, aipo, sft (in this process), then evaluates
+rows, diffs = headline.summary(results, cfg)
+record, mismatch = headline.committed(cfg)
+committed_rows = headline.summary_of(record) if record and not mismatch else None
 
 # %%
+histories = {arm: read_metrics(headline.run_dir(cfg, arm, out)) for arm in headline.ARMS_SHOWN}
 fig = plot_training_curves(histories)
 fig.savefig(out / "training_curves.png", dpi=120)
 
 # %% [markdown]
-# ## Held-out agent-free pass@1: start and end of each run
+# ## Agent-free pass@1 on questions never trained on: this run beside the committed seeds
 
 # %%
-table = {}
-for arm, hist in histories.items():
-    evals = [m for m in hist if "eval/pass1" in m]
-    steps = [m for m in hist if "train/reward_mean" in m]
-    table[arm] = {"steps": steps[-1]["step"], "wall_s": round(wall_time(hist), 1),
-                  "mean_step_s": round(wall_time(hist) / len(steps), 1),
-                  "start": {k: v for k, v in evals[0].items() if k.startswith("eval/pass1")},
-                  "end": {k: v for k, v in evals[-1].items() if k.startswith("eval/pass1")},
-                  "zero_std_frac": sum(m["train/zero_std_frac"] for m in steps) / len(steps),
-                  "consult_rate": steps[-1]["train/consult_rate"],
-                  # agent calls, and those answered by the rule fallback or not at all (LLM backends)
-                  "agent_calls": sum(v for m in steps for k, v in m.items() if k.startswith("agents/") and k.endswith("/calls")),
-                  "agent_fallbacks": sum(v for m in steps for k, v in m.items()
-                                         if k.startswith("agents/") and k.endswith(("/fallbacks", "/failed")))}
-tiers = [k for k in table["aipo"]["end"]]
-print(f"{'run':16s} {'steps':>5s} {'wall s':>8s} " + " ".join(f"{t.replace('eval/pass1', 'p@1'):>14s}" for t in tiers)
-      + "  agent calls (fallbacks)")
-for arm, row in table.items():
-    print(f"{arm:16s} {row['steps']:5d} {row['wall_s']:8.0f} "
-          + " ".join(f"{row['start'].get(t, float('nan')):6.3f}->{row['end'].get(t, float('nan')):6.3f}" for t in tiers)
-          + f"  {row['agent_calls']} ({row['agent_fallbacks']})")
-(out / "training.json").write_text(json.dumps(table, indent=1))
+tier = cfg.heldout_tiers[0]
+fig = plot_headline(rows, committed_rows, tier, title=f"{cfg.train_steps} steps, lr {cfg.learning_rate}; "
+                    + ("committed: " + ", ".join(map(str, record["seeds"])) + " seeds" if committed_rows else "no committed comparison"))
+fig.savefig(out / "headline.png", dpi=120)
+for r in rows:
+    c = r["pass@1"]
+    print(f"{r['arm']:5s} {r['tier']:9s} pass@1 {c['mean']:.3f} [{c['lo']:.3f}, {c['hi']:.3f}]   "
+          f"pass@{cfg.grid_eval_n} {r[f'pass@{cfg.grid_eval_n}']['mean']:.3f}")
+print(headline.verdict(diffs))
+print(headline.verdict(diffs, "sft"))
+if mismatch:
+    print("The committed result is not shown: it was made with other settings:", *mismatch, sep="\n  ")
+else:
+    for r in committed_rows:
+        c = r["pass@1"]
+        print(f"committed {r['arm']:5s} {r['tier']:9s} pass@1 {c['mean']:.3f} [{c['lo']:.3f}, {c['hi']:.3f}] "
+              f"per seed {c['per_seed']}")
+(out / "training.json").write_text(json.dumps({"rows": rows, "differences": diffs,
+                                               "committed": record["name"] if committed_rows else None,
+                                               "committed_mismatch": mismatch}, indent=1))
+
+# %% [markdown]
+# ## What this shows, and what it does not
+
+# %%
+print(headline.what_this_shows(rows, diffs, committed_rows, cfg))

@@ -1,5 +1,10 @@
-"""Shared fixtures. The real SmolLM2 policy is loaded once per session (slow tests); so is
-the OpenAI-compatible llama.cpp server (llama-cpp-python, a dev dependency) on SmolLM2's GGUF."""
+"""Shared fixtures and the fast/slow split.
+
+The real SmolLM2 policy is loaded once per session; so is the OpenAI-compatible llama.cpp server
+(llama-cpp-python, a test dependency) on SmolLM2's GGUF. A test is `slow` when it is marked so or
+when it uses one of SLOW_FIXTURES (applied here at collection, so it cannot be forgotten);
+`make test-fast` runs `-m "not slow"`. A fast test that loads the real model anyway (through
+load_policy with model='smollm2') fails with a message saying so."""
 
 import socket
 import subprocess
@@ -11,6 +16,30 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+SLOW_FIXTURES = {"real_policy", "real_policies", "llama_server"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_never_load_the_real_model(request, monkeypatch):
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    from aipo_lite.model import policy
+    real = policy.resolve_model_path
+
+    def guarded(cfg):
+        if cfg.model == "smollm2":
+            pytest.fail(f"{request.node.nodeid} is a fast test but loads the real SmolLM2 policy: mark it "
+                        "@pytest.mark.slow, use the real_policy fixture, or use tiny_model_dir", pytrace=False)
+        return real(cfg)
+    monkeypatch.setattr(policy, "resolve_model_path", guarded)
+    yield
 
 
 @pytest.fixture(scope="session")

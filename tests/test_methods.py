@@ -207,6 +207,7 @@ def test_config_names_the_parts_and_rejects_invalid_combinations():
             Config(**bad)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parts", [dict(g_asst=0, arpo_branches=2), dict(arpo_branches=2, arpo_attribution="hard"),
                                    dict(advantage="aapo"), dict(g_asst=0, advantage="aapo"),
                                    dict(rrl_groups=1, rrl_max_group_reward=1.0),

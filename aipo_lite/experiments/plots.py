@@ -202,3 +202,29 @@ def plot_grid_table(rows: list[dict], tier: str, k: int = 1):
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return fig
+
+
+def plot_headline(live: list[dict], committed: list[dict] | None, tier: str, k: int = 1, title: str = ""):
+    """Per arm, this run's pass@k on `tier` (one seed, interval over problems) beside the
+    committed result of the same protocol (its seeds, two-level interval; dots: per seed)."""
+    arms = [r["arm"] for r in live if r["tier"] == tier and r["arm"] != "base"]
+    sets = [("this run", live, "C0")] + ([("committed", committed, "C1")] if committed else [])
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(arms), 3.4))
+    for j, (label, rows, color) in enumerate(sets):
+        for i, arm in enumerate(arms):
+            r = next((x for x in rows if x["arm"] == arm and x["tier"] == tier), None)
+            if r is None:
+                continue
+            c, x = r[f"pass@{k}"], i + (j - (len(sets) - 1) / 2) * 0.3
+            ax.errorbar([x], [c["mean"]], yerr=[[c["mean"] - c["lo"]], [c["hi"] - c["mean"]]], fmt="o",
+                        color=color, capsize=4, label=f"{label} ({r['seeds']} seed{'s' * (r['seeds'] > 1)})" if i == 0 else None)
+            if r["seeds"] > 1:
+                ax.scatter([x] * len(c["per_seed"]), c["per_seed"], color=color, s=10, alpha=0.5)
+    ax.set_xticks(range(len(arms)), arms)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_ylabel(f"{tier} pass@{k}, agent-free")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
