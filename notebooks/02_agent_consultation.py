@@ -82,3 +82,15 @@ counts = {name: dict(Counter(f"{c.trigger}->{c.agent} ({c.status})" for g in run
 print("\nconsults by trigger and agent:", json.dumps(counts, indent=1))
 print("agent faults:", {name: {role: dict(a.faults) for role, a in agents_used[name].items()} for name in cfg.compare_backends})
 (out / "consultation.json").write_text(json.dumps({"pass_at_1": table, "consults": counts}, indent=1))
+
+# %% [markdown]
+# ## What this shows, and what it does not
+
+# %%
+for name, rows in table.items():
+    allrow = rows.get("all", next(iter(rows.values())))
+    print(f"{name}: " + ", ".join(f"{c} {'-' if v is None else format(v, '.2f')}" for c, v in allrow.items()))
+print("shows: how often the policy consults, which agent answers, and the assisted rollouts' pass@1 beside the "
+      "independent ones' on the same problems (the numbers above).")
+print("does not show: agent-free skill (a consult helps only the rollout it is in; notebook 04 trains on them), "
+      f"nor significance: {cfg.probe_problems_per_tier} problems per tier, one seed.")

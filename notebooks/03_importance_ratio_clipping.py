@@ -87,3 +87,15 @@ if probe:
         s = summary[mode]
         print(f"{mode:8s} {s['w_mean']:8.3f} {s['w_min']:8.3f} {s['w_max']:8.3f} {s['grad_norm']:10.4f}")
 (out / "weights.json").write_text(json.dumps(summary, indent=1))
+
+# %% [markdown]
+# ## What this shows, and what it does not
+
+# %%
+if summary:
+    print(f"shows: the agent's tokens are unlikely under the policy (median π {summary['token_prob']['median']:.3f}; "
+          f"{summary['token_prob']['below_0.05']:.0%} below 0.05), so a weight of π itself ('is': mean "
+          f"{summary.get('is', {}).get('w_mean', float('nan')):.3f}) all but removes their gradient, while AIPO's "
+          f"clipped weight keeps it (mean {summary['aipo']['w_mean']:.3f}, gradient norm {summary['aipo']['grad_norm']:.4f}).")
+print("does not show: which weight trains best; that takes runs over seeds (docs/results.md: `aipo_is` learned "
+      "nothing on the controlled bottleneck, `aipo` − `sft` within noise).")

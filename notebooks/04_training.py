@@ -73,7 +73,7 @@ else:
         c = r["pass@1"]
         print(f"committed {r['arm']:5s} {r['tier']:9s} pass@1 {c['mean']:.3f} [{c['lo']:.3f}, {c['hi']:.3f}] "
               f"per seed {c['per_seed']}")
-(out / "training.json").write_text(json.dumps({"rows": rows, "differences": diffs,
+_ = (out / "training.json").write_text(json.dumps({"rows": rows, "differences": diffs,
                                                "committed": record["name"] if committed_rows else None,
                                                "committed_mismatch": mismatch}, indent=1))
 

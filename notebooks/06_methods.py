@@ -86,3 +86,14 @@ fig = plot_grid_curves(results)
 fig.savefig(out / "curves.png", dpi=120)
 for tier in base.heldout_tiers:
     plot_grid_table(rows, tier).savefig(out / f"pass1_{tier}.png", dpi=120)
+
+# %% [markdown]
+# ## What this shows, and what it does not
+
+# %%
+beyond = [d for d in diffs if d["beyond_interval"]]
+print(f"shows: every arm of {list(results)} ran {base.train_steps} steps on the protocol and was evaluated "
+      f"agent-free; {len(beyond)} of {len(diffs)} differences are beyond their interval"
+      + (": " + "; ".join(f"{d['arm']} − {d['minus']} on {d['tier']} {d['diff']:+.3f}" for d in beyond) if beyond else "."))
+print(f"does not show: which method is better unless the interval says so, and with {len(cfg.grid_seeds)} seed(s) and "
+      f"{base.train_steps} steps it rarely can; the 3-seed grid is in docs/results.md.")

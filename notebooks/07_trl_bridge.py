@@ -93,3 +93,13 @@ logs = [h for h in trainer.state.log_history if "loss" in h]
 for h in logs:
     print({k: round(h[k], 4) for k in keys if k in h})
 (out / "trl_log.json").write_text(json.dumps(logs, indent=1))
+
+# %% [markdown]
+# ## What this shows, and what it does not
+
+# %%
+worst = max(r["max_grad_diff"] for r in rows)
+print(f"shows: one step of the kit's objective through TRL's GRPOTrainer matches the kit's own loss and gradient "
+      f"for {len(rows)} configurations (largest gradient difference {worst:.1e}), and AIPO trains through TRL "
+      f"on the real policy ({len(logs)} logged steps above).")
+print("does not show: TRL's speed or learning curve against the kit's trainer over a run (benchmarks/vs_trl.py).")

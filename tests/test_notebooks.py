@@ -97,13 +97,17 @@ def test_training_and_boundary_notebooks_run_headless_with_smoke_parameters(tmp_
     summary = run_notebooks.run("smoke", tmp_path, only=["04", "05"], log_output=False)
     assert [n["status"] for n in summary["notebooks"]] == ["ok", "ok"], summary
     training = json.loads((tmp_path / "04_training" / "training.json").read_text())
-    assert set(training) == {"grpo", "aipo"} and all(row["steps"] == 2 for row in training.values())
-    for arm in ("grpo", "aipo"):  # fixed metric names, a checkpoint at the end; folders named by settings
-        (run,) = (tmp_path / "04_training").glob(f"{arm}-*")
+    assert {r["arm"] for r in training["rows"]} == {"base", "grpo", "aipo", "sft"}
+    assert {d["arm"] for d in training["differences"]} == {"base", "aipo", "sft"}  # each minus grpo
+    # the committed headline result was made with other settings than smoke's: named, not shown
+    assert training["committed"] is None and any(m.startswith("train_tiers:") for m in training["committed_mismatch"])
+    for arm in ("grpo", "sft", "aipo"):  # fixed metric names, a checkpoint at the end; folders named by settings
+        (run,) = (tmp_path / "04_training").glob(f"{arm}-s0-*")
         steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert [m["step"] for m in steps] == [0, 1, 2] and "eval/pass1" in steps[0] and "eval/pass1" in steps[-1]
         assert (run / "checkpoints" / "latest").read_text() == "step-000002"
     assert steps[-1]["train/consult_rate"] is not None  # the aipo arm consulted agents
+    assert (tmp_path / "04_training" / "headline.png").stat().st_size > 10_000
     boundary = json.loads((tmp_path / "05_boundary_expansion" / "boundary.json").read_text())
     assert boundary["ks"] == [1, 2, 4] and set(boundary["pass_at_k"]) == {"base", "grpo", "aipo"}
     assert sum(boundary["solved_at_max_k"]["aipo"]["all"].values()) == 1  # 1 held-out problem in smoke
