@@ -100,7 +100,9 @@ def test_training_and_boundary_notebooks_run_headless_with_smoke_parameters(tmp_
     assert {r["arm"] for r in training["rows"]} == {"base", "grpo", "aipo", "sft"}
     assert {d["arm"] for d in training["differences"]} == {"base", "aipo", "sft"}  # each minus grpo
     # the committed headline result was made with other settings than smoke's: named, not shown
-    assert training["committed"] is None and any(m.startswith("train_tiers:") for m in training["committed_mismatch"])
+    assert training["committed"] is None and training["committed_mismatch"]
+    if (NOTEBOOK_DIR.parent / "results" / "headline_recall4.json").exists():
+        assert any(m.startswith("train_tiers:") for m in training["committed_mismatch"])
     for arm in ("grpo", "sft", "aipo"):  # fixed metric names, a checkpoint at the end; folders named by settings
         (run,) = (tmp_path / "04_training").glob(f"{arm}-s0-*")
         steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
