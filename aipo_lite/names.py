@@ -29,17 +29,11 @@ UNGROUPED = ("step", "nonfinite")
 
 
 def metric_name(short: str) -> str:
-    """`reward_mean` -> `train/reward_mean`, `step_time` -> `speed/step_time`,
-    `eval_pass1_add3` -> `eval/pass1/add3`; names already grouped (`agents/...`) stay."""
+    """`reward_mean` -> `train/reward_mean`, `step_time` -> `speed/step_time`; names already
+    grouped (`eval/...` from the held-out evaluation, `agents/...`) stay."""
     if short in UNGROUPED or "/" in short:
         return short
-    if short in SPEED_METRICS:
-        return f"speed/{short}"
-    if short == "eval_pass1":
-        return "eval/pass1"
-    if short.startswith("eval_pass1_"):
-        return f"eval/pass1/{short[len('eval_pass1_'):]}"
-    return f"train/{short}"
+    return f"speed/{short}" if short in SPEED_METRICS else f"train/{short}"
 
 
 def grouped(metrics: dict) -> dict:

@@ -26,8 +26,10 @@
 # the same facts asked in question templates never trained on (`recall_t`), `grid_eval_n`
 # samples per question: one seed, with a 95 % interval over questions. Beside it: the committed
 # 3-seed result of the same protocol (`results/headline_recall4.json`), shown only if it was made
-# with the settings asked here. Run folders are named by their training settings, so re-running
-# reads finished runs and a changed override trains anew.
+# with the settings asked here. With `equal_wall_time` (off in the demo, where GRPO has no
+# gradient), GRPO is also continued to AIPO's training wall time (`grpo_equal_time`). Run folders
+# are named by their training settings, so re-running reads finished runs and a changed override
+# trains anew.
 
 # %% tags=["parameters"]
 profile = "demo"                  # preset in aipo_lite.config.PROFILES
@@ -37,7 +39,7 @@ overrides = {}                    # any aipo_lite.Config field, e.g. {"train_ste
 # %%
 import json
 
-from aipo_lite import Config, headline, plot_headline, plot_training_curves, read_metrics
+from aipo_lite import Config, headline, plot_headline, plot_training_curves
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 
@@ -48,7 +50,7 @@ record, mismatch = headline.committed(cfg)
 committed_rows = headline.summary_of(record) if record and not mismatch else None
 
 # %%
-histories = {arm: read_metrics(headline.run_dir(cfg, arm, out)) for arm in headline.ARMS_SHOWN}
+histories = {arm: res["metrics"][0] for arm, res in results.items() if res["metrics"]}
 fig = plot_training_curves(histories)
 fig.savefig(out / "training_curves.png", dpi=120)
 
@@ -58,7 +60,8 @@ fig.savefig(out / "training_curves.png", dpi=120)
 # %%
 tier = cfg.heldout_tiers[0]
 fig = plot_headline(rows, committed_rows, tier, title=f"{cfg.train_steps} steps, lr {cfg.learning_rate}; "
-                    + ("committed: " + ", ".join(map(str, record["seeds"])) + " seeds" if committed_rows else "no committed comparison"))
+                    + (f"committed: seeds {record['seeds']}, {record.get('dtype', '?')}, {record['date']}"
+                       if committed_rows else "no committed comparison"))
 fig.savefig(out / "headline.png", dpi=120)
 for r in rows:
     c = r["pass@1"]

@@ -28,7 +28,7 @@ def _measured():
 def test_a_measured_file_recomputes_the_grid_table(tmp_path):
     res = _measured()
     rec = results.save(tmp_path / "r.json", res, name="r", title="t", command="c", seeds=[0, 1],
-                       protocol={"train_steps": 2}, tiers=["recall_t"], ks=[1, 4])
+                       protocol={"train_steps": 2}, tiers=["recall_t"], ks=[1, 4], dtype="float32")
     assert json.loads((tmp_path / "r.json").read_text()) == rec and rec["source"] == "measured"
     rows, diffs = results.tables(rec, samples=200)
     assert rows == grid.table(res, ["recall_t"], [1, 4], 200)
@@ -45,3 +45,21 @@ def test_write_regenerates_docs_and_readme(tmp_path):
     text = (tmp_path / "README.md").read_text()
     assert "stale" not in text and text.startswith("intro\n") and text.endswith("rest\n") and "| result |" in text
     assert (tmp_path / "docs" / "results.md").read_text() == results.render(results.load_all(tmp_path / "results"))
+
+
+def test_headline_runs_end_to_end_and_continues_grpo_to_aipos_wall_time(tiny_model_dir, tmp_path):
+    """The headline protocol's function on a tiny model: every arm trained and evaluated, the
+    equal-wall-time GRPO continues the GRPO run (same first steps), and a committed file made
+    with other settings is refused with the differing fields named."""
+    from aipo_lite.config import Config
+    from aipo_lite.experiments import headline
+    cfg = Config.from_profile("smoke", model=tiny_model_dir, dtype="float32", equal_wall_time=True,
+                              heldout_tiers=["add1d"], grid_eval_problems_per_tier=2, grid_eval_n=2)
+    res = headline.run(cfg, [0], tmp_path, arms=("grpo", "aipo"), log=lambda s: None)
+    assert set(res) == {"base", "grpo", "aipo", "grpo_equal_time"}
+    grpo, cont = res["grpo"]["metrics"][0], res["grpo_equal_time"]["metrics"][0]
+    assert cont[:len(grpo)] == grpo and len(cont) >= len(grpo)
+    rows, diffs = headline.summary(res, cfg, samples=50)
+    assert {r["arm"] for r in rows} == set(res) and all(len(r["pass@1"]["per_seed"]) == 1 for r in rows)
+    record, mismatch = headline.committed(cfg)
+    assert record is None or any(m.startswith("model:") for m in mismatch)

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from aipo_lite.config import Config
 from aipo_lite.experiments import grid
-from aipo_lite.experiments.results import ROOT
+from aipo_lite.experiments.runs import continued_dir, extend_to_wall_time, wall_time
+from aipo_lite.experiments.results import ROOT, tables
 from aipo_lite.tasks.loading import from_config as tasks_from_config
-from aipo_lite.training.runinfo import NOT_TRAINING
+from aipo_lite.training.runinfo import NOT_TRAINING, read_metrics
 
 ARMS_SHOWN = ("grpo", "aipo", "sft")
 RESULT = "headline_recall4"
@@ -40,9 +41,22 @@ def held_out(cfg: Config) -> list:
 def run(cfg: Config, seeds: list[int], root: str | Path, arms=ARMS_SHOWN, in_process: bool = True,
         log=print) -> dict:
     """Train every arm x seed under root (resumable) and evaluate each final adapter and the base
-    policy agent-free on held_out(cfg), grid_eval_n samples each: grid.collect's results."""
+    policy agent-free on held_out(cfg), grid_eval_n samples each: grid.collect's results. With
+    cfg.equal_wall_time, also `grpo_equal_time`: each GRPO run continued (a copy) until its
+    training wall time equals the AIPO run's of the same seed (assisted steps cost more)."""
     grid.train_grid(cfg, list(arms), seeds, root, log=log, subprocess_runs=not in_process)
-    return grid.collect(cfg, list(arms), seeds, root, held_out(cfg), cfg.grid_eval_n)
+    tests = held_out(cfg)
+    results = grid.collect(cfg, list(arms), seeds, root, tests, cfg.grid_eval_n)
+    if cfg.equal_wall_time and {"grpo", "aipo"} <= set(arms):
+        evals, hists = [], []
+        for seed in seeds:
+            grpo = grid.arm_config(cfg, "grpo", seed, root)
+            target = wall_time(read_metrics(run_dir(cfg, "aipo", root, seed)))
+            log(f"== grpo seed {seed} continued to AIPO's wall time ({target:.0f} s)")
+            hists.append(extend_to_wall_time(grpo, target, "grpo_equal_time", progress=False))
+            evals.append(grid.final_eval(cfg, continued_dir(grpo, "grpo_equal_time"), tests, cfg.grid_eval_n))
+        results["grpo_equal_time"] = {"evals": evals, "metrics": hists}
+    return results
 
 
 def summary(results: dict, cfg: Config, samples: int = 2000) -> tuple[list[dict], list[dict]]:
@@ -81,7 +95,6 @@ def run_dir(cfg: Config, arm: str, root: str | Path, seed: int | None = None) ->
 
 def summary_of(record: dict) -> list[dict]:
     """The rows of a committed result file (recomputed from its per-problem counts)."""
-    from aipo_lite.experiments.results import tables
     return tables(record)[0]
 
 

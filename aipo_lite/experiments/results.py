@@ -18,13 +18,15 @@ docs/results.md and the README's results block from every file in results/.
 from __future__ import annotations
 
 import json
+import os
 import platform
-import subprocess
 import sys
 from datetime import date
 from pathlib import Path
 
 from aipo_lite.experiments import grid
+from aipo_lite.model.policy import cpu_has_native_bf16
+from aipo_lite.training.runinfo import kit
 
 ROOT = Path(__file__).resolve().parents[2]
 START, END = "<!-- results:start (generated from results/ by python -m aipo_lite.experiments.results) -->", \
@@ -32,38 +34,29 @@ START, END = "<!-- results:start (generated from results/ by python -m aipo_lite
 
 
 def machine() -> str:
-    """The CPU model, its core count and whether it has AVX512-BF16 (what decides dtype='auto')."""
-    name, flags = platform.processor() or platform.machine(), ""
+    """The CPU model, its core count and whether it computes bf16 natively (what decides dtype='auto')."""
+    name = platform.processor() or platform.machine()
     try:
         info = Path("/proc/cpuinfo").read_text()
         name = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
-        flags = "AVX512-BF16" if "avx512_bf16" in info else ("AVX2, no AVX-512" if "avx2" in info else "")
     except (OSError, StopIteration):
         pass
-    import os
-    return f"{name}, {os.cpu_count()} cores" + (f", {flags}" if flags else "")
+    return f"{name}, {os.cpu_count()} cores, " + ("native bf16" if cpu_has_native_bf16() else "no native bf16")
 
 
 def save(path: str | Path, results: dict, *, name: str, title: str, command: str, seeds: list[int],
-         protocol: dict, tiers: list[str], ks: list[int], notes: list[str] | None = None) -> dict:
-    """Write grid.collect's results (per-problem counts, step times) with how they were made."""
+         protocol: dict, tiers: list[str], ks: list[int], dtype: str, notes: list[str] | None = None) -> dict:
+    """Write grid.collect's results (per-problem counts, step times) with how they were made
+    (`dtype`: the precision the runs resolved to; `kit`: runinfo.kit(), commit and versions)."""
     evals = {arm: [[{k: p[k] for k in ("id", "kind", "n", "correct")} for p in e] for e in res["evals"]]
              for arm, res in results.items()}
     record = {"name": name, "title": title, "command": command, "date": date.today().isoformat(),
-              "machine": machine(), "seeds": list(seeds), "protocol": protocol, "tiers": tiers, "ks": ks,
-              "source": "measured", "kit_commit": _commit(), "evals": evals,
+              "machine": machine(), "dtype": dtype, "seeds": list(seeds), "protocol": protocol, "tiers": tiers,
+              "ks": ks, "source": "measured", "kit": kit(), "evals": evals,
               "s_per_step": {arm: c["s_per_step"] for arm, c in grid.cost(results).items()}, "notes": notes or []}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(record, indent=1) + "\n")
     return record
-
-
-def _commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip() or None
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def as_results(record: dict) -> dict:
@@ -89,8 +82,10 @@ def section(record: dict) -> str:
     rows, diffs = tables(record)
     head = [f"## {record['title']}", "",
             f"- command: `{record['command']}`",
-            f"- date: {record['date']}; machine: {record['machine']}; seeds: {record['seeds']}",
-            f"- source: {record['source']}" + (f" (kit commit {record['kit_commit']})" if record.get("kit_commit") else ""),
+            f"- date: {record['date']}; machine: {record['machine']}"
+            + (f"; precision: {record['dtype']}" if record.get("dtype") else "") + f"; seeds: {record['seeds']}",
+            f"- source: {record['source']}"
+            + (f" (kit commit {record['kit']['commit'][:10]})" if (record.get("kit") or {}).get("commit") else ""),
             f"- file: `results/{record['name']}.json`", ""]
     if rows and "pass@1" in rows[0] and isinstance(rows[0]["pass@1"], dict):
         body = [grid.markdown(rows, record["ks"])]

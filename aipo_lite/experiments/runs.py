@@ -43,12 +43,17 @@ def extend_to_wall_time(cfg: Config, target_seconds: float, name: str, progress:
     hist = read_metrics(cfg.run_dir)
     per_step = sum(m["speed/step_time"] for m in hist if "speed/step_time" in m) / max(cfg.train_steps, 1)
     steps = max(cfg.train_steps, round(target_seconds / per_step))
-    dst = Path(cfg.run_dir).parent / f"{name}-{Path(cfg.run_dir).name.rsplit('-', 1)[-1]}"
+    dst = continued_dir(cfg, name)
     if not dst.exists():
         shutil.copytree(cfg.run_dir, dst)
     return train(dataclasses.replace(cfg, run_dir=str(dst), train_steps=steps), progress=progress)
 
 
+
+
+def continued_dir(cfg: Config, name: str) -> Path:
+    """Where extend_to_wall_time continues cfg's run: `name-<key of the run's settings>` beside it."""
+    return Path(cfg.run_dir).parent / f"{name}-{Path(cfg.run_dir).name.rsplit('-', 1)[-1]}"
 
 
 def wall_time(history: list[dict]) -> float:

@@ -45,9 +45,8 @@ from aipo_lite.config import Config
 from aipo_lite.methods.guidance import assisted_per_group
 from aipo_lite.methods.loss import token_loss
 from aipo_lite.methods.views import to_train_seqs
-from aipo_lite.records import TrainSeq
 from aipo_lite.model.policy import Policy, load_policy, resolve_device, resolve_dtype
-from aipo_lite.records import Prov
+from aipo_lite.records import Prov, TrainSeq
 from aipo_lite.rollout import groups as kit_rollout
 from aipo_lite.tasks.loading import from_config
 from aipo_lite.tasks.prompts import agent_free_prompt
