@@ -243,7 +243,8 @@ class Config:
     @classmethod
     def from_profile(cls, profile: str = "demo", **overrides) -> "Config":
         """The named preset with `overrides` on top; unknown names raise ConfigError. With a task
-        source other than 'synth', the preset's tier lists (synth tiers) become [] (all kinds)."""
+        source other than 'synth', the preset's tier lists (synth tiers) become [] (all kinds) and its
+        cut of the synth training problems (`train_problems_per_tier`) is dropped."""
         if profile not in PROFILES:
             raise ConfigError(f"profile={profile!r} is not valid; choose one of {list(PROFILES)}")
         names = {f.name for f in dataclasses.fields(cls)}
@@ -252,7 +253,8 @@ class Config:
             raise ConfigError(f"unknown config field(s) {unknown}; valid fields: {sorted(names)}")
         preset = dict(PROFILES[profile])
         if overrides.get("tasks", "synth") != "synth":  # a preset's tiers name synth tiers: with other
-            preset.update({name: [] for name in TIER_FIELDS})  # tasks, all kinds
+            preset.update({name: [] for name in TIER_FIELDS})  # tasks, all kinds, every problem
+            preset.pop("train_problems_per_tier", None)
         return cls(**{**preset, **overrides})
 
     @classmethod

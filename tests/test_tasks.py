@@ -199,8 +199,9 @@ def test_config_for_user_data_defaults_to_all_kinds_and_trainer_holds_out_test(t
     path = _write(tmp_path, GSM8K_ROWS)
     cfg = Config.from_profile("demo", tasks=str(path))
     assert cfg.train_tiers == cfg.probe_tiers == cfg.heldout_tiers == []  # the preset's synth tiers: all kinds
+    assert cfg.train_problems_per_tier == 0  # and the preset's cut of the synth problems does not apply
     assert len(from_config(cfg, "test", cfg.eval_tiers)) == len(from_config(cfg, "test"))  # the default: all kinds
-    assert Config.from_profile("demo").heldout_tiers == ["add3", "expr3"]  # synth keeps its tiers
+    assert Config.from_profile("demo").heldout_tiers == ["recall_t"]  # synth keeps its tiers
     train, test = from_config(cfg, "train", cfg.train_tiers), from_config(cfg, "test", cfg.heldout_tiers, 2)
     assert len(test) == 2 and not {t.id for t in train} & {t.id for t in from_config(cfg, "test")}
     mine = Config(tasks=str(path), train_tiers=["default"], task_test_fraction=0.5)
