@@ -3,6 +3,8 @@
 import json
 import shutil
 
+import pytest
+
 from aipo_lite.experiments import grid, results
 
 
@@ -47,13 +49,14 @@ def test_write_regenerates_docs_and_readme(tmp_path):
     assert (tmp_path / "docs" / "results.md").read_text() == results.render(results.load_all(tmp_path / "results"))
 
 
-def test_headline_runs_end_to_end_and_continues_grpo_to_aipos_wall_time(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_headline_runs_end_to_end_and_continues_grpo_to_aipos_wall_time(tiny_model_dir, tmp_path, dtype):
     """The headline protocol's function on a tiny model: every arm trained and evaluated, the
     equal-wall-time GRPO continues the GRPO run (same first steps), and a committed file made
     with other settings is refused with the differing fields named."""
     from aipo_lite.config import Config
     from aipo_lite.experiments import headline
-    cfg = Config.from_profile("smoke", model=tiny_model_dir, dtype="float32", equal_wall_time=True,
+    cfg = Config.from_profile("smoke", model=tiny_model_dir, dtype=dtype, equal_wall_time=True,
                               heldout_tiers=["add1d"], grid_eval_problems_per_tier=2, grid_eval_n=2)
     res = headline.run(cfg, [0], tmp_path, arms=("grpo", "aipo"), log=lambda s: None)
     assert set(res) == {"base", "grpo", "aipo", "grpo_equal_time"}
