@@ -10,6 +10,11 @@ import torch
 from aipo_lite.engine.prefill import last_position, shared_prefix_length
 from aipo_lite.records import TrainSeq
 
+# A micro-batch's fixed cost in positions: one more forward and backward through 30 layers
+# (module calls, weight reads) costs on 2 CPU cores about what 32 positions do (engine.prefill's
+# BUCKET_COST, measured the same way).
+BATCH_COST = 32
+
 
 def sequence_logprobs(model, seqs: list[TrainSeq], temperature: float, device,
                       share_prefix: bool = True) -> torch.Tensor:
@@ -53,27 +58,30 @@ def sequence_logprobs(model, seqs: list[TrainSeq], temperature: float, device,
 
 
 def micro_batches(seqs: list[TrainSeq], size: int) -> list[list[TrainSeq]]:
-    """Cut a step's sequences into micro-batches of at most `size`, one prompt each (a group's
-    rollouts share it, and sequence_logprobs runs a shared prompt once), each run of one prompt
-    cut where that computes the fewest positions: a micro-batch costs its prompt once plus rows x
-    its longest completion (the shorter rows are padded), so rollouts of similar length go
-    together. The step's loss and gradient are sums over micro-batches: the cut changes only
-    float summation order."""
-    by_prompt: dict[tuple, list[TrainSeq]] = {}
-    for s in seqs:
-        by_prompt.setdefault(tuple(s.prompt_ids), []).append(s)
-    out = []
-    for prompt, run in by_prompt.items():
-        run = sorted(run, key=lambda s: len(s.ids))
-        best, cut = [0] + [math.inf] * len(run), [0] * (len(run) + 1)
-        for j in range(1, len(run) + 1):  # best[j]: cheapest cover of run[:j]; the last batch is run[i:j]
-            for i in range(max(0, j - size), j):
-                cost = best[i] + len(prompt) + (j - i) * len(run[j - 1].ids)
-                if cost < best[j]:
-                    best[j], cut[j] = cost, i
-        j, batches = len(run), []
-        while j:
-            batches.append(run[cut[j]:j])
-            j = cut[j]
-        out += batches[::-1]
-    return out
+    """Cut a step's sequences into micro-batches of at most `size` that compute the fewest
+    positions. A micro-batch costs one forward's overhead, its rows' common prompt prefix once
+    (sequence_logprobs runs it at batch 1: the system prompt and one-shot example every prompt
+    shares, and a group's whole prompt) and rows x (longest rest of prompt + longest completion),
+    the shorter rows padded. So rollouts of one prompt, then of prompts with long common
+    prefixes, and of similar lengths go together: sequences are sorted by prompt, then length,
+    and cut where the cost is least (dynamic programming over contiguous slices). The step's loss
+    and gradient are sums over micro-batches: the cut changes only float summation order."""
+    run = sorted(seqs, key=lambda s: (s.prompt_ids, len(s.ids)))
+    best, cut = [0] + [math.inf] * len(run), [0] * (len(run) + 1)
+    for j in range(1, len(run) + 1):  # best[j]: cheapest cover of run[:j]; the last batch is run[i:j]
+        last = run[j - 1].prompt_ids
+        common, shortest, longest_prompt, longest = len(last), len(last), 0, 0
+        for i in range(j - 1, max(0, j - size) - 1, -1):
+            p = run[i].prompt_ids
+            common = next((t for t in range(min(common, len(p))) if p[t] != last[t]), min(common, len(p)))
+            shortest, longest_prompt = min(shortest, len(p)), max(longest_prompt, len(p))
+            longest = max(longest, len(run[i].ids))
+            n = min(common, shortest - 1) if j - i > 1 else 0  # sequence_logprobs' shared prefix
+            cost = best[i] + BATCH_COST + n + (j - i) * (longest_prompt - n + longest)
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    j, batches = len(run), []
+    while j:
+        batches.append(run[cut[j]:j])
+        j = cut[j]
+    return batches[::-1]
