@@ -19,15 +19,17 @@ HEADLINE = dict(train_tiers=["recall"], train_problems_per_tier=12, heldout_tier
                 guidance_form="inline", rollout_max_new_tokens=16, train_eval_problems_per_tier=8, train_eval_n=4,
                 train_eval_every=0, checkpoint_every=5, log_completions_every=0, grid_eval_n=16,
                 grid_eval_problems_per_tier=8, boundary_problems_per_tier=8, boundary_n=16, equal_wall_time=False)
-# The demo's slice of the method grid: the headline protocol, 3 steps.
-DEMO_GRID = {"train_steps": 3, "checkpoint_every": 3}
+# The demo's slice of the method grid: the headline protocol itself (no overrides), seed 0, so
+# notebook 06 finds notebook 04's GRPO and AIPO runs and trains only the arms they lack.
+DEMO_GRID: dict = {}
 # The tests' slice: the 40-step protocol cut to 2 steps of 2 prompts.
 SMOKE_GRID = {**GRID_BASE, "train_steps": 2, "prompts_per_step": 2, "train_eval_every": 0,
               "train_eval_problems_per_tier": 4, "train_eval_n": 2, "checkpoint_every": 2}
 # Presets. `demo` is what `make demo` runs on a 2-core CPU; `smoke` is for tests.
 PROFILES: dict[str, dict] = {
-    "demo": dict(eval_problems_per_tier=10, eval_n=8, eval_ks=[1, 2, 4, 8], probe_problems_per_tier=6,
-                 **HEADLINE, grid_arms=["grpo", "aipo", "aipo+arpo"], grid_overrides=DEMO_GRID),
+    "demo": dict(eval_problems_per_tier=10, eval_n=4, eval_ks=[1, 2, 4], probe_problems_per_tier=6,
+                 **HEADLINE, grid_arms=["grpo", "aipo", "aipo+arpo"], grid_seeds=[0],
+                 grid_overrides=DEMO_GRID),
     # `grid`: the demo with the full method grid of the README (Config's grid_* defaults: 40 steps,
     # every arm, 3 seeds, every held-out problem x 16); notebook 06 with it trains for hours on a CPU
     # (re-running reads the finished runs).

@@ -31,13 +31,10 @@ run_dir = "../runs/notebooks/05_boundary_expansion"
 overrides = {}                    # any aipo_lite.Config field, e.g. {"boundary_n": 128}
 
 # %%
-import dataclasses
-import gc
 import json
 from pathlib import Path
 
-from aipo_lite import (Config, evaluate, grid, headline, load_trained, solved_table, plot_pass_at_k,
-    tasks_from_config, train)
+from aipo_lite import Config, grid, headline, solved_table, plot_pass_at_k, tasks_from_config, train
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 sibling = Path(cfg.run_dir).parent / "04_training"
@@ -47,19 +44,15 @@ print("trained runs from:", root)
 
 # %%
 ks = sorted({2 ** i for i in range(cfg.boundary_n.bit_length())} | {cfg.boundary_n})  # 1, 2, 4, ... and boundary_n
-ecfg = dataclasses.replace(cfg, eval_n=cfg.boundary_n, eval_ks=ks)
 tasks = tasks_from_config(cfg, "test", cfg.heldout_tiers, cfg.boundary_problems_per_tier)
 results = {}
 for name in ("base", "grpo", "aipo"):
-    if name == "base":
-        policy = load_trained(cfg)
-    else:
-        arm = grid.arm_config(cfg, name, cfg.seed, root)
-        train(arm)  # no-op when notebook 04 already trained these settings
-        policy = load_trained(arm, arm.run_dir)
-    results[name] = evaluate(policy, tasks, ecfg)  # same tasks, same sampling settings and seed
-    del policy
-    gc.collect()
+    run = root / "base" if name == "base" else Path(grid.arm_config(cfg, name, cfg.seed, root).run_dir)
+    if name != "base":
+        train(grid.arm_config(cfg, name, cfg.seed, root))  # no-op when notebook 04 already trained these settings
+    # agent-free samples of the final adapter, cached in the run folder under a key naming what was
+    # sampled: notebook 04's evaluation when it asked for the same problems and n, sampled here otherwise
+    results[name] = grid.final_eval_result(cfg, run, tasks, cfg.boundary_n, ks, trained=name != "base")
     print(name, results[name].table_markdown(), sep="\n")
 
 # %%

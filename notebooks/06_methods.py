@@ -26,8 +26,10 @@
 # bootstrap interval (seeds, then problems). A difference counts only when the interval of the
 # difference excludes 0. Each run's folder is named by arm, seed and
 # its training settings: re-running with the same settings trains nothing that is done.
-# (The `demo` profile runs a CPU-sized slice: few steps, few problems; its numbers say that the
-# parts run, not which is better. The README has the full grid.)
+# The `demo` profile runs a CPU-sized slice: the headline protocol of notebook 04 (no
+# `grid_overrides`), one seed, GRPO, AIPO and AIPO+ARPO. Notebook 04's runs and evaluations are
+# read from its folder (same settings, same folder names), so only AIPO+ARPO trains here; one
+# seed says that the parts run, not which is better. The 3-seed grid is in docs/results.md.
 
 # %% tags=["parameters"]
 profile = "demo"                  # preset in aipo_lite.config.PROFILES
@@ -36,16 +38,24 @@ overrides = {}                    # any aipo_lite.Config field, e.g. {"grid_arms
 
 # %%
 import json
+from pathlib import Path
 
 from aipo_lite import grid, Config, plot_grid_curves, plot_grid_table, tasks_from_config
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 base = grid.base_config(cfg)
+sibling = Path(cfg.run_dir).parent / "04_training"
+# notebook 04's folder if it holds finished runs of these very settings (folders are named by
+# them): the arms it lacks are trained into it; else everything is trained here
+found = [a for a in cfg.grid_arms for s in cfg.grid_seeds
+         if (Path(grid.arm_config(base, a, s, sibling).run_dir) / "checkpoints").exists()]
+root = sibling if found else out
+print("runs from and into:", root, f"({len(found)} finished there)" if found else "")
 for arm in cfg.grid_arms:
-    print(f"{arm:12s} -> {grid.arm_config(base, arm, 0, out).method}")
+    print(f"{arm:12s} -> {grid.arm_config(base, arm, 0, root).method}")
 
 # %%
-grid.train_grid(base, cfg.grid_arms, cfg.grid_seeds, out, subprocess_runs=False)
+grid.train_grid(base, cfg.grid_arms, cfg.grid_seeds, root, subprocess_runs=False)
 
 # %% [markdown]
 # ## Held-out agent-free pass@k per arm
@@ -53,7 +63,7 @@ grid.train_grid(base, cfg.grid_arms, cfg.grid_seeds, out, subprocess_runs=False)
 # %%
 n = cfg.grid_eval_n
 tests = tasks_from_config(base, "test", base.heldout_tiers, cfg.grid_eval_problems_per_tier)
-results = grid.collect(base, cfg.grid_arms, cfg.grid_seeds, out, tests, n)
+results = grid.collect(base, cfg.grid_arms, cfg.grid_seeds, root, tests, n)
 rows = grid.table(results, base.heldout_tiers, sorted({1, n}))
 print(grid.markdown(rows, sorted({1, n})))
 (out / "table.json").write_text(json.dumps(rows, indent=1))

@@ -93,9 +93,13 @@ def test_weights_notebook_runs_headless_with_smoke_parameters(tmp_path):
 
 
 @pytest.mark.slow
-def test_training_and_boundary_notebooks_run_headless_with_smoke_parameters(tmp_path):
-    summary = run_notebooks.run("smoke", tmp_path, only=["04", "05"], log_output=False)
-    assert [n["status"] for n in summary["notebooks"]] == ["ok", "ok"], summary
+def test_training_boundary_and_methods_notebooks_share_runs_and_samples(tmp_path):
+    """04 trains and evaluates; 05 draws its boundary from 04's runs and, asked for the same
+    problems and n, from 04's very samples; 06 on 04's protocol (no grid_overrides) finds 04's
+    runs and trains nothing again (the demo's layout)."""
+    overrides = {"boundary_n": 2, "grid_overrides": {}, "grid_arms": ["grpo", "aipo"], "grid_seeds": [0]}
+    summary = run_notebooks.run("smoke", tmp_path, only=["04", "05", "06"], overrides=overrides, log_output=False)
+    assert [n["status"] for n in summary["notebooks"]] == ["ok", "ok", "ok"], summary
     training = json.loads((tmp_path / "04_training" / "training.json").read_text())
     assert {r["arm"] for r in training["rows"]} == {"base", "grpo", "aipo", "sft"}
     assert {d["arm"] for d in training["differences"]} == {"base", "aipo", "sft"}  # each minus grpo
@@ -111,8 +115,17 @@ def test_training_and_boundary_notebooks_run_headless_with_smoke_parameters(tmp_
     assert steps[-1]["train/consult_rate"] is not None  # the aipo arm consulted agents
     assert (tmp_path / "04_training" / "headline.png").stat().st_size > 10_000
     boundary = json.loads((tmp_path / "05_boundary_expansion" / "boundary.json").read_text())
-    assert boundary["ks"] == [1, 2, 4] and set(boundary["pass_at_k"]) == {"base", "grpo", "aipo"}
+    assert boundary["ks"] == [1, 2] and set(boundary["pass_at_k"]) == {"base", "grpo", "aipo"}
     assert sum(boundary["solved_at_max_k"]["aipo"]["all"].values()) == 1  # 1 held-out problem in smoke
+    for arm in ("grpo", "aipo"):  # one evaluation per run: 04's, read again by 05 and 06
+        (run,) = (tmp_path / "04_training").glob(f"{arm}-s0-*")
+        (evaluation,) = (run / "evals").glob("final_eval-*.json")
+        problems = json.loads(evaluation.read_text())["problems"]
+        saved = json.loads((tmp_path / "05_boundary_expansion" / f"eval_{arm}.json").read_text())["problems"]
+        assert [p["completions"] for p in saved] == [p["completions"] for p in problems]
+    assert not list((tmp_path / "06_methods").glob("*-s0-*"))  # nothing trained again
+    rows = json.loads((tmp_path / "06_methods" / "table.json").read_text())
+    assert {r["arm"] for r in rows} == {"base", "grpo", "aipo"}
 
 
 @pytest.mark.slow

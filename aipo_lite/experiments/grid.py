@@ -30,7 +30,7 @@ from pathlib import Path
 
 from aipo_lite.arms import ARMS
 from aipo_lite.config import Config
-from aipo_lite.evaluation.agent_free import evaluate, pass_at_k
+from aipo_lite.evaluation.agent_free import EvalResult, evaluate, pass_at_k, pass_at_k_table
 from aipo_lite.experiments.runs import load_trained, read_metrics
 from aipo_lite.training import checkpoint
 from aipo_lite.training.runinfo import named_run_dir
@@ -79,6 +79,15 @@ def final_eval(base: Config, run: Path, tests: list, n: int, trained: bool = Tru
         result.settings["evaluated"] = what
         result.save(path)
     return json.loads(path.read_text())["problems"]
+
+
+def final_eval_result(base: Config, run: Path, tests: list, n: int, ks: list[int], trained: bool = True) -> EvalResult:
+    """final_eval as an EvalResult with pass@k at every k in `ks` (k <= n) and its intervals: the
+    boundary curve (notebook 05) from the same cached samples as the final table (notebook 04),
+    when both asked for the same problems and n."""
+    problems = final_eval(base, run, tests, n, trained)
+    return EvalResult(problems=problems, ks=list(ks), table=pass_at_k_table(problems, ks, base.bootstrap_samples, base.seed),
+                      sampling={}, settings={"run": str(run) if trained else None, "eval_n": n})
 
 
 def eval_key(ecfg: Config, run: Path | None, tests: list) -> dict:
