@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -77,6 +78,9 @@ def run(profile: str, out: Path, overrides: dict | None = None, only: list[str] 
             entry["status"] = "failed"
             entry["error"] = f"{type(e).__name__}: {e}"[-2000:]
         entry["seconds"] = round(time.perf_counter() - start, 1)
+        # the largest finished kernel so far (the OS's accounting of reaped child processes): a
+        # notebook that raises it is the one that set the peak
+        entry["peak_rss_gb_so_far"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20, 2)
         summary["notebooks"].append(entry)
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
         print(f"== {nb.name}: {entry['status']} in {entry['seconds']} s", flush=True)

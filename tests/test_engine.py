@@ -144,6 +144,27 @@ def test_prefix_groups_cache_each_prompt_kind_once():
     assert prefill.prefix_groups([[1, 2, 3, 4], [1, 2, 5, 6], [1, 2, 7, 8]]) == [([0, 1, 2], 2)]
 
 
+def test_prefill_runs_a_repeated_prompt_once_with_the_same_cache_and_logits(tiny_model_dir):
+    """n samples of one question, a group's rollouts: rows with the same prompt are computed once
+    per bucket and copied; every row's last logits and keys/values equal those of the batch run
+    without the dedup (each row computed), to float tolerance."""
+    policy = load_policy(Config(model=tiny_model_dir, lora_r=0, dtype="float32"))
+    tok, model = policy.tokenizer, policy.model
+    ids = [tok.encode(agent_free_prompt(tok, q), add_special_tokens=False)
+           for q in ("What is 2 + 3?", "What is 40 + 2?", "What is 2 + 3?", "What is 7 + 8?", "What is 2 + 3?")]
+    rows = [Row(list(p), 4) for p in ids]
+    with torch.no_grad():
+        cache, logits, mask, _ = prefill.prefill(model, tok, rows, True, policy.device)
+    for b, row in enumerate(rows):
+        torch.testing.assert_close(logits[b].float().cpu(), _last_logits(model, row.prompt_ids), rtol=1e-4, atol=1e-4)
+        real = mask[b].bool()
+        with torch.no_grad():
+            alone = model(torch.tensor([row.prompt_ids]), use_cache=True).past_key_values
+        for mine, ref in zip(cache.layers, alone.layers):
+            torch.testing.assert_close(mine.keys[b][:, real], ref.keys[0], rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(mine.values[b][:, real], ref.values[0], rtol=1e-4, atol=1e-4)
+
+
 def test_every_sampling_entry_point_takes_a_seed_or_a_generator_on_either_device(tiny_model_dir):
     """sampling.sample, rollout_group and engine.run accept an int seed, a CPU generator or one
     on the model's device (CUDA when present): the kit moves the draw to the model's device."""

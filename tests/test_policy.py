@@ -1,12 +1,13 @@
 """The policy loader, on the real SmolLM2 model (and a tiny random one for plumbing)."""
 
+import dataclasses
 import os
 
 import pytest
 import torch
 from conftest import fill_lora
 
-from aipo_lite.config import Config
+from aipo_lite.config import Config, ConfigError
 from aipo_lite.engine.sampling import sample
 from aipo_lite.model.policy import load_policy, resolve_model_path
 from aipo_lite.tasks.loading import load_tasks
@@ -114,6 +115,7 @@ def test_sampler_is_a_merged_copy_that_follows_updates(tiny_model_dir, dtype):
     rounded per op): in fp32 to float rounding; in bf16 no further from it than the bf16 model
     itself is from fp32 (twice that: two roundings of one computation)."""
     policy = _tiny_lora_policy(tiny_model_dir, dtype)
+    policy.config = dataclasses.replace(policy.config, sampler_weights="merged")
     x = torch.tensor([[1, 2, 3, 4]], device=policy.device)
     bound = 1e-4
     if dtype == "bfloat16":
@@ -134,6 +136,37 @@ def test_sampler_is_a_merged_copy_that_follows_updates(tiny_model_dir, dtype):
         policy.mark_updated()
         same(policy.sampler()(x).logits, policy.model(x).logits)
     assert policy.sampler() is merged  # rewritten in place, not re-copied
+
+
+def test_fp16_sampler_has_fp16_base_weights_and_follows_the_live_adapter(tiny_model_dir):
+    """sampler_weights='fp16' (what 'auto' picks for an fp32 model on the CPU): the base weights
+    packed once in fp16, the adapter added unmerged from the trainer's own tensors. A packed
+    linear computes x W16^T (W rounded to fp16, fp32 arithmetic); the copy's logits stay within
+    fp16 weight rounding of the LoRA model's and follow an update of the adapter, no rebuild."""
+    from aipo_lite.model import packed
+    if not packed.available():
+        pytest.skip("torch without fbgemm")
+    lin = torch.nn.Linear(576, 1536)
+    x = torch.randn(16, 576, generator=torch.Generator().manual_seed(0))
+    y16 = torch.nn.functional.linear(x, lin.weight.half().float(), lin.bias.half().float())
+    y = packed.PackedLinear(lin)(x).detach()
+    assert float((y - y16).norm() / y16.norm()) < 1e-5 < float((y - lin(x).detach()).norm() / y16.norm())
+    policy = _tiny_lora_policy(tiny_model_dir, "float32")
+    assert policy.sampler_weights() == "fp16"  # 'auto' on an fp32 CPU model
+    ids = torch.tensor([[1, 2, 3, 4]], device=policy.device)
+    sampler = policy.sampler()
+    assert not hasattr(sampler, "peft_config") and not any(p.requires_grad for p in sampler.parameters())
+    with torch.no_grad():
+        assert float((sampler(ids).logits - policy.model(ids).logits).abs().max()) <= 1e-3
+        for name, p in policy.model.named_parameters():
+            if "lora_B" in name:
+                p.data.normal_(generator=torch.Generator().manual_seed(0))
+        moved = float((policy.sampler()(ids).logits - policy.model(ids).logits).abs().max())
+    assert moved <= 1e-3 and policy.sampler() is sampler
+    with pytest.raises(ConfigError, match="sampler_weights='fp16'"):
+        bf16 = _tiny_lora_policy(tiny_model_dir, "bfloat16")
+        bf16.config = dataclasses.replace(bf16.config, sampler_weights="fp16")
+        bf16.sampler()
 
 
 def test_lora_config_is_applied(tiny_model_dir):

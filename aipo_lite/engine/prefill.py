@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from aipo_lite.engine.kv_cache import GrowingCache
+from aipo_lite.engine.kv_cache import GrowingCache, GrowingLayer
 
 # A bucket's fixed cost in prompt positions: one more forward through 30 layers on the CPU
 # (~35 ms of module calls and weight reads) costs about what 32 positions of a 64-row fp32 prefill
@@ -57,12 +57,31 @@ def prefill(model, tokenizer, live: list, share_prefix: bool, device):  # live: 
     logits = []
     for s, e in length_buckets(rests, cut):
         w = rests[e - 1]  # the bucket's widest rest: its rows' padding starts after the prefix
-        out = model(input_ids=ids[s:e, width - w:], attention_mask=mask[s:e], position_ids=pos[s:e, width - w:],
-                    past_key_values=cache.rows(s, e, width - w), use_cache=True,
-                    logits_to_keep=last_position(w, device))
-        logits.append(out.logits[:, -1])
+        logits.append(_bucket(model, ids, mask, pos, cache, enc, s, e, width, w))
     cache.fill_to(width)
     return cache, torch.cat(logits), mask, pos[:, -1] + 1
+
+
+def _bucket(model, ids, mask, pos, cache: GrowingCache, enc: list, s: int, e: int, width: int, w: int):
+    """Rows [s, e) through the model from column width - w: their keys and values into `cache`,
+    their last-position logits returned. Rows with the same prompt (the n samples of one question,
+    a group's rollouts) run once and are copied: a row's outputs depend on its own tokens only."""
+    first: dict[tuple, int] = {}
+    src = [first.setdefault(tuple(enc[b]), b - s) for b in range(s, e)]
+    view = cache.rows(s, e, width - w)
+    if len(first) == e - s:
+        return model(input_ids=ids[s:e, width - w:], attention_mask=mask[s:e], position_ids=pos[s:e, width - w:],
+                     past_key_values=view, use_cache=True, logits_to_keep=last_position(w, ids.device)).logits[:, -1]
+    uniq = torch.tensor(sorted(first.values()), device=ids.device)
+    back = torch.searchsorted(uniq, torch.tensor(src, device=ids.device))
+    once = GrowingCache([GrowingLayer(layer._k[uniq], layer._v[uniq], width - w) for layer in view.layers])
+    out = model(input_ids=ids[s:e][uniq, width - w:], attention_mask=mask[s:e][uniq],
+                position_ids=pos[s:e][uniq, width - w:], past_key_values=once, use_cache=True,
+                logits_to_keep=last_position(w, ids.device))
+    for mine, theirs in zip(view.layers, once.layers):
+        mine._k[:, :, :width] = theirs._k[back, :, :width]
+        mine._v[:, :, :width] = theirs._v[back, :, :width]
+    return out.logits[:, -1][back]
 
 
 def length_buckets(lengths: list[int], cost: int | None) -> list[tuple[int, int]]:

@@ -51,19 +51,35 @@ class Policy:
 
     def sampler(self) -> torch.nn.Module:
         """The module to sample from: the model itself, or, for a LoRA policy that is not
-        4-bit, a copy with the adapter merged in (unmerged LoRA layers slow CPU sampling; a
-        4-bit base cannot take a merge without re-quantizing). Made once; after mark_updated()
-        its LoRA-wrapped weights are rewritten in place (W + scale * B A), not re-copied."""
+        4-bit, a copy made once (unmerged LoRA layers slow CPU sampling; a 4-bit base cannot take
+        a merge without re-quantizing). `sampler_weights` picks the copy: 'merged' (the adapter
+        merged in, in the model's dtype; after mark_updated() its LoRA-wrapped weights are
+        rewritten in place, W + scale * B A) or 'fp16' (model/packed.py: fp16 base weights, the
+        live adapter added unmerged, so nothing is rewritten); 'auto' is fp16 for an fp32 model
+        on the CPU, where it decodes about twice as fast, and merged elsewhere."""
         if not self.has_lora or self.config.load_in_4bit:
             return self.model
+        if self._merged is None and self.sampler_weights() == "fp16":
+            from aipo_lite.model.packed import packed_copy
+            self._merged = (None, packed_copy(self.model))  # version None: never re-merged
         if self._merged is None:  # the base's copy, then the same merge as after every update
             merged = copy.deepcopy(self.model).unload()
             merged.requires_grad_(False).eval()
             self._merged = (-1, merged)
-        if self._merged[0] != self.version:
+        if self._merged[0] is not None and self._merged[0] != self.version:
             _remerge(self.model, self._merged[1])
             self._merged = (self.version, self._merged[1])
         return self._merged[1]
+
+    def sampler_weights(self) -> str:
+        """'fp16' or 'merged': config.sampler_weights with 'auto' resolved for this policy."""
+        from aipo_lite.model.packed import available
+        want = self.config.sampler_weights
+        fp32_cpu = self.device.type == "cpu" and next(self.model.parameters()).dtype == torch.float32
+        if want == "fp16" and not (fp32_cpu and available()):
+            raise ConfigError("sampler_weights='fp16' needs an fp32 model on the CPU (dtype='float32', device='cpu') "
+                              "and a torch build with fbgemm; use 'auto' or 'merged'")
+        return "fp16" if want == "fp16" or (want == "auto" and fp32_cpu and available()) else "merged"
 
 
 @torch.no_grad()

@@ -53,6 +53,9 @@ NOT_TRAINING = frozenset({
     "agent_timeout", "agent_retries", "agent_max_fallback_rate", "max_skipped_in_row",
     # 'auto' is resolved: the resolved value is what is compared (training['dtype'])
     "dtype",
+    # the sampling copy's weight precision, like dtype a property of the machine's kernels: its
+    # log-prob gap to the trainer is measured and corrected every step (train/sampler_logp_gap, TIS)
+    "sampler_weights",
 })
 RUN_FILE = "run.json"
 
