@@ -306,6 +306,10 @@ def test_micro_batches_group_similar_lengths_and_pack_prompts_with_a_shared_pref
     packed = micro_batches(step, 16)
     assert len(packed) == 1 and len(packed[0]) == 16
     assert [len(b) for b in micro_batches(step, 6)] in ([4, 6, 6], [6, 4, 6], [6, 6, 4])
+    from aipo_lite.training.logprobs import MAX_POSITIONS
+    long = [seq([*system, q, q + 1], 60) for q in (1, 5) for _ in range(8)]  # 16 x (2 + 60) positions
+    cut = micro_batches(long, 16)
+    assert all(60 + len(b) * 62 <= MAX_POSITIONS for b in cut) and sum(map(len, cut)) == 16  # memory bound
 
 
 @pytest.mark.slow

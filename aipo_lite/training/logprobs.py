@@ -14,6 +14,10 @@ from aipo_lite.records import TrainSeq
 # (module calls, weight reads) costs on 2 CPU cores about what 32 positions do (engine.prefill's
 # BUCKET_COST, measured the same way).
 BATCH_COST = 32
+# At most this many positions per micro-batch (one row may exceed it): activation memory grows
+# with them, ~1.5 MB per position through SmolLM2's 30 layers with LoRA in fp32, and beyond a
+# few hundred positions the matrix products run no faster per position (docs/speed.md).
+MAX_POSITIONS = 384
 
 
 def sequence_logprobs(model, seqs: list[TrainSeq], temperature: float, device,
@@ -59,7 +63,7 @@ def sequence_logprobs(model, seqs: list[TrainSeq], temperature: float, device,
 
 def micro_batches(seqs: list[TrainSeq], size: int) -> list[list[TrainSeq]]:
     """Cut a step's sequences into micro-batches of at most `size` that compute the fewest
-    positions. A micro-batch costs one forward's overhead, its rows' common prompt prefix once
+    positions, each at most MAX_POSITIONS. A micro-batch costs one forward's overhead, its rows' common prompt prefix once
     (sequence_logprobs runs it at batch 1: the system prompt and one-shot example every prompt
     shares, and a group's whole prompt) and rows x (longest rest of prompt + longest completion),
     the shorter rows padded. So rollouts of one prompt, then of prompts with long common
@@ -77,7 +81,10 @@ def micro_batches(seqs: list[TrainSeq], size: int) -> list[list[TrainSeq]]:
             shortest, longest_prompt = min(shortest, len(p)), max(longest_prompt, len(p))
             longest = max(longest, len(run[i].ids))
             n = min(common, shortest - 1) if j - i > 1 else 0  # sequence_logprobs' shared prefix
-            cost = best[i] + BATCH_COST + n + (j - i) * (longest_prompt - n + longest)
+            positions = n + (j - i) * (longest_prompt - n + longest)
+            if positions > MAX_POSITIONS and j - i > 1:  # more rows only add positions
+                break
+            cost = best[i] + BATCH_COST + positions
             if cost < best[j]:
                 best[j], cut[j] = cost, i
     j, batches = len(run), []
