@@ -1,5 +1,7 @@
 """The trainer on the real policy: on-policy log-probs, non-finite skips, exact resume after SIGKILL."""
 
+import copy
+import dataclasses
 import json
 import math
 import os
@@ -14,6 +16,7 @@ from conftest import fill_lora
 
 from aipo_lite.config import Config, ConfigError
 from aipo_lite.methods.views import to_train_seqs
+from aipo_lite.model import packed
 from aipo_lite.model.policy import load_policy
 from aipo_lite.records import Prov
 from aipo_lite.rollout.detector import Detector
@@ -61,27 +64,43 @@ def _gaps(logp, seqs):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_sampler_logprobs_match_the_trainer(lora_policies, dtype):
-    """fp32: the log-probs the merged sampler recorded equal the trainer's (unmerged LoRA)
+@pytest.mark.parametrize("dtype,weights", [("float32", "merged"), ("float32", "fp16"), ("bfloat16", "merged")])
+def test_sampler_logprobs_match_the_trainer(lora_policies, dtype, weights):
+    """fp32, merged copy: the log-probs the sampler recorded equal the trainer's (unmerged LoRA)
     recompute, so sampling is on-policy. bf16: they differ by bf16 rounding (merged weights
     rounded once vs per-op rounding, cached one-token decode vs a full forward): on average no
     more than twice the bf16 trainer's own deviation from the fp32 trainer on the same tokens
-    (two independent roundings). That gap is what the trainer logs and corrects (TIS)."""
+    (two independent roundings). fp32 with the fp16 copy ('auto' on an fp32 CPU): no more than
+    twice the deviation of a trainer whose base weights are rounded to fp16. That gap is what the
+    trainer logs and corrects (TIS)."""
+    if weights == "fp16" and not packed.available():
+        pytest.skip("torch without fbgemm")
     policy = lora_policies(dtype)
-    seqs = _batch(policy)
+    saved = policy.config, policy._merged
+    policy.config, policy._merged = dataclasses.replace(policy.config, sampler_weights=weights), None
+    try:
+        seqs = _batch(policy)
+    finally:
+        policy.config, policy._merged = saved
     assert any(k == Prov.AGENT for s in seqs for k in s.kind)  # feedback tokens are checked too
     with torch.no_grad():
         gaps = _gaps(sequence_logprobs(policy.model, seqs, 1.0, policy.device), seqs)
-    if dtype == "float32":
+    if (dtype, weights) == ("float32", "merged"):
         assert gaps.abs().max() <= 2e-3, gaps
         return
-    exact = lora_policies("float32")
+    if weights == "fp16":
+        exact, other = policy.model, copy.deepcopy(policy.model)
+        with torch.no_grad():
+            for name, p in other.named_parameters():
+                if "lora_" not in name and p.dim() == 2:
+                    p.copy_(p.half().float())
+    else:
+        exact, other = lora_policies("float32").model, policy.model
     with torch.no_grad():
-        rounding = (_gaps(sequence_logprobs(policy.model, seqs, 1.0, policy.device), seqs)
-                    - _gaps(sequence_logprobs(exact.model, seqs, 1.0, exact.device), seqs))
-    print(f"bf16 sampler/trainer gap {gaps.abs().mean():.4f} (max {gaps.abs().max():.3f}); "
-          f"bf16 vs fp32 trainer {rounding.abs().mean():.4f}")
+        rounding = (_gaps(sequence_logprobs(other, seqs, 1.0, policy.device), seqs)
+                    - _gaps(sequence_logprobs(exact, seqs, 1.0, policy.device), seqs))
+    print(f"{dtype}/{weights} sampler/trainer gap {gaps.abs().mean():.4f} (max {gaps.abs().max():.3f}); "
+          f"rounding {rounding.abs().mean():.4f}")
     assert gaps.abs().mean() <= 2 * rounding.abs().mean()
 
 
