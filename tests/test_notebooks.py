@@ -96,8 +96,9 @@ def test_weights_notebook_runs_headless_with_smoke_parameters(tmp_path):
 def test_training_boundary_and_methods_notebooks_share_runs_and_samples(tmp_path):
     """04 trains and evaluates; 05 draws its boundary from 04's runs and, asked for the same
     problems and n, from 04's very samples; 06 on 04's protocol (no grid_overrides) finds 04's
-    runs and trains nothing again (the demo's layout)."""
-    overrides = {"boundary_n": 2, "grid_overrides": {}, "grid_arms": ["grpo", "aipo"], "grid_seeds": [0]}
+    runs, trains only the arm they lack (aipo+arpo) into 04's folder and tabulates every arm with
+    intervals (the demo's layout)."""
+    overrides = {"boundary_n": 2, "grid_overrides": {}, "grid_arms": ["grpo", "aipo", "aipo+arpo"], "grid_seeds": [0]}
     summary = run_notebooks.run("smoke", tmp_path, only=["04", "05", "06"], overrides=overrides, log_output=False)
     assert [n["status"] for n in summary["notebooks"]] == ["ok", "ok", "ok"], summary
     training = json.loads((tmp_path / "04_training" / "training.json").read_text())
@@ -123,26 +124,17 @@ def test_training_boundary_and_methods_notebooks_share_runs_and_samples(tmp_path
         problems = json.loads(evaluation.read_text())["problems"]
         saved = json.loads((tmp_path / "05_boundary_expansion" / f"eval_{arm}.json").read_text())["problems"]
         assert [p["completions"] for p in saved] == [p["completions"] for p in problems]
-    assert not list((tmp_path / "06_methods").glob("*-s0-*"))  # nothing trained again
-    rows = json.loads((tmp_path / "06_methods" / "table.json").read_text())
-    assert {r["arm"] for r in rows} == {"base", "grpo", "aipo"}
-
-
-@pytest.mark.slow
-def test_methods_notebook_runs_headless_with_smoke_parameters(tmp_path):
-    summary = run_notebooks.run("smoke", tmp_path, only=["06"], log_output=False)
-    assert [n["status"] for n in summary["notebooks"]] == ["ok"], summary
     out = tmp_path / "06_methods"
+    assert not list(out.glob("*-s0-*"))  # nothing trained in 06's own folder
     rows = json.loads((out / "table.json").read_text())
-    assert {(r["arm"], r["tier"]) for r in rows} == {(a, t) for a in ("base", "grpo", "aipo+rrl")
-                                                      for t in ("recall", "recall_t")}
+    assert {(r["arm"], r["tier"]) for r in rows} == {(a, "add3") for a in ("base", "grpo", "aipo", "aipo+arpo")}
     for r in rows:  # every cell: a mean inside its interval, one mean per seed
         assert r["pass@1"]["lo"] <= r["pass@1"]["mean"] <= r["pass@1"]["hi"]
         assert len(r["pass@1"]["per_seed"]) == r["seeds"]
-    (run,) = out.glob("aipo+rrl-s0-*")
+    (run,) = (tmp_path / "04_training").glob("aipo+arpo-s0-*")  # the one arm 04 lacked
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in steps] == [0, 1, 2] and steps[-1]["train/rrl_buffer_size"] is not None
-    assert {d["minus"] for d in json.loads((out / "differences.json").read_text())} == {"grpo"}
+    assert [m["step"] for m in steps] == [0, 1, 2] and "train/arpo_branches_per_group" in steps[-1]
+    assert {d["minus"] for d in json.loads((out / "differences.json").read_text())} == {"grpo", "aipo"}
     assert (out / "curves.png").stat().st_size > 10_000
 
 
