@@ -4,7 +4,7 @@ against these names without importing the training stack."""
 
 from __future__ import annotations
 
-WEIGHT_ARMS = ("sft", "is", "is_clip", "luffy")
+WEIGHT_ARMS = ("sft", "is", "is_clip", "luffy", "rllm")
 
 
 def _split(c) -> tuple[int, int]:

@@ -115,7 +115,7 @@ class Config:
     # --- training (docs/methods.md §1 and §3) ---------------------------------------------
     algorithm: str = _f("grpo", "Base RLVR algorithm: grpo, drgrpo, dapo (clip-higher, token-level mean, dynamic sampling) or rloo.", ("grpo", "drgrpo", "dapo", "rloo"))
     advantage: str = _f("group", "Advantage rule: 'group' (the algorithm's group advantage, assisted rollouts against `baseline`; docs/methods.md §1, §3), 'aapo' (AAPO's advantage momentum: each rollout also against a paired rollout of the frozen reference, aapo.py) or 'sft' (the distillation baseline: an assisted rollout's advantage is its reward, every other rollout's 0, so the update is supervised fine-tuning on the agent-assisted successes).", ("group", "aapo", "sft"))
-    agent_weight: str = _f("aipo", "Weight of AGENT tokens in the loss: sft (1), is (pi), is_clip (pi inside the clip range, else 0), luffy (grad of pi/(pi+gamma)), aipo (span geometric-mean prob clipped to [agent_w_min, agent_w_max]).", ("sft", "is", "is_clip", "luffy", "aipo"))
+    agent_weight: str = _f("aipo", "Weight of AGENT tokens in the loss: sft (1), is (pi), is_clip (pi inside the clip range, else 0), luffy (grad of pi/(pi+gamma)), aipo (span geometric-mean prob clipped to [agent_w_min, agent_w_max]), rllm (pi, floored at 0.1 for negative advantages: the form read from jnanliu/rllm, docs/methods.md).", ("sft", "is", "is_clip", "luffy", "aipo", "rllm"))
     agent_w_min: float = _f(0.5, "aipo weight floor (no vanishing gradient on tokens the policy cannot produce yet).")
     agent_w_max: float = _f(1.0, "aipo weight cap (no over-trust).")
     luffy_gamma: float = _f(0.1, "gamma of the luffy weight f(pi) = pi / (pi + gamma).")

@@ -151,6 +151,9 @@ A = (1.0, -2.0, 0.5)
     ("is_clip", (0.0, 0.0, 0.9)),  # clip region [0.8, 1.2]
     # 0.1 p / (p + 0.1)^2: 0.005/0.0225, 0.05/0.36, 0.09/1.0
     ("luffy", (0.222222, 0.138889, 0.09)),
+    # jnanliu/rllm's form: pi, floored at 0.1 only where A < 0 (the middle token has A = -2 but
+    # pi = 0.5 > 0.1: pi); the first token (pi 0.05 < 0.1) has A = +1: pi, vanishing
+    ("rllm", (0.05, 0.5, 0.9)),
 ])
 def test_agent_weight_gradients(mode, w):
     logp = T(*P).log().requires_grad_()
@@ -159,6 +162,24 @@ def test_agent_weight_gradients(mode, w):
     close(got_w, w)
     close(grad, [-a * wi for a, wi in zip(A, w)])
     assert not got_w.requires_grad
+
+
+def test_rllm_weight_floors_the_push_down_of_improbable_tokens():
+    """The pessimistic max of jnanliu/rllm's compute_policy_loss for an off-policy token, by hand:
+    loss = max(-A pi, -A clamp_min(pi, 0.1 pi / sg(pi))). A < 0, pi = 0.05: the floor term wins,
+    value -A * 0.1, d loss / d log pi = -A * 0.1; A < 0, pi = 0.5 and A > 0, pi = 0.05: -A pi."""
+    logp = T(0.05, 0.5, 0.05).log().requires_grad_()
+    adv = T(-2.0, -2.0, 3.0)
+    loss, w = ob.agent_token_loss(logp, torch.tensor([0, 1, 2]), adv, "rllm")
+    pi = logp.exp()
+    floor = 0.1 * pi / pi.detach()
+    ref = torch.maximum(-adv * pi, -adv * torch.maximum(pi, floor))  # their clamp_min, written as a max
+    close(loss, ref.detach().tolist())
+    (grad,) = torch.autograd.grad(loss.sum(), logp)
+    (ref_grad,) = torch.autograd.grad(ref.sum(), logp)
+    close(grad, ref_grad.tolist())
+    close(grad, [2.0 * 0.1, 2.0 * 0.5, -3.0 * 0.05])
+    close(w, [0.1, 0.5, 0.05])
 
 
 def test_luffy_loss_value_and_gamma():

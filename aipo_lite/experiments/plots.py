@@ -98,7 +98,7 @@ def provenance_html(rollout, tokenizer) -> str:
 
 
 def plot_weight_curves(w_min: float = 0.5, w_max: float = 1.0, gamma: float = 0.1, eps: float = 0.2):
-    """The five agent-token weights (d loss / d log pi per unit advantage) against the token's
+    """The agent-token weights (d loss / d log pi per unit advantage) against the token's
     probability under the policy; for `aipo` a one-token span (a span uses its geometric mean)."""
     import torch
 

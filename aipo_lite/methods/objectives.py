@@ -26,6 +26,14 @@ Other choices made here:
 - `is`: a deterministic agent's behaviour probability is taken as 1, so the ratio is pi itself.
 - `is_clip`: loss -A * clamp(pi, 1-eps_low, 1+eps_high), a plain clamp on both signs of A
   (not PPO's min), so the gradient is zero outside the clip region whatever the sign of A.
+- `rllm`: the form read from the public code base apparently by AIPO's first author (GitHub
+  jnanliu/rllm, branch agentic-learning, agentic_learning/verl/dp_actor.py compute_policy_loss,
+  commit 3cda954; not confirmed to be the paper's loss): for tokens outside its `result_mask` the
+  ratio is pi itself (behaviour probability 1), inside a pessimistic max with a floor of 0.1 in
+  value whose gradient is 0.1 grad log pi. Worked out: w = pi, except w = 0.1 where A < 0 and
+  pi < 0.1 (the floor only strengthens the push-down of improbable tokens; for A > 0 it vanishes
+  like `is`). Its shipped scripts mask those tokens out of the loss (mask_result=False), so this
+  branch never trained there (docs/methods.md §3).
 - For every agent weight, d loss_t / d logp_t = -A_t * w_t; `agent_token_loss` returns w_t
   (detached) so the trainer can log it.
 """
@@ -36,7 +44,8 @@ import torch
 from torch import Tensor
 
 ALGORITHMS = ("grpo", "drgrpo", "dapo", "rloo")
-WEIGHTS = ("sft", "is", "is_clip", "luffy", "aipo")
+WEIGHTS = ("sft", "is", "is_clip", "luffy", "aipo", "rllm")
+RLLM_FLOOR = 0.1  # the floor of the `rllm` weight (jnanliu/rllm, agentic_learning/verl/dp_actor.py)
 VIEWS = ("internalized", "interactive")
 CREDITS = ("post_consult", "all")
 BASELINES = ("independent", "mixed", "split")
@@ -171,7 +180,9 @@ def agent_token_loss(logp: Tensor, span: Tensor, adv: Tensor, mode: str, w_min: 
       sft: w = 1, loss -A logp;  is: w = pi, loss -A pi;
       is_clip: w = pi inside [1-eps_low, 1+eps_high] else 0, loss -A clamp(pi, ...);
       luffy: w = gamma pi / (pi + gamma)^2, loss -A pi / (pi + gamma);
-      aipo: w = clip(span geometric-mean prob, w_min, w_max), stop-gradient, loss -A w logp.
+      aipo: w = clip(span geometric-mean prob, w_min, w_max), stop-gradient, loss -A w logp;
+      rllm: w = pi, or RLLM_FLOOR where A < 0 and pi < RLLM_FLOOR; loss -A max(pi, floor) for A < 0
+            (the floor's value with gradient floor * grad log pi), -A pi otherwise.
     """
     check_choice("agent_weight", mode, WEIGHTS)
     a = _per_token(adv, logp)
@@ -189,6 +200,9 @@ def agent_token_loss(logp: Tensor, span: Tensor, adv: Tensor, mode: str, w_min: 
         return -a * pi.clamp(lo, hi), torch.where(inside, p, torch.zeros_like(p))
     if mode == "luffy":
         return -a * pi / (pi + gamma), gamma * p / (p + gamma) ** 2
+    if mode == "rllm":
+        floored = (a < 0) & (p < RLLM_FLOOR)
+        return -a * torch.where(floored, RLLM_FLOOR * pi / p, pi), torch.where(floored, torch.full_like(p, RLLM_FLOOR), p)
     w = span_geomean(logp, span).clamp(w_min, w_max)
     return -a * w * logp, w
 
