@@ -117,24 +117,23 @@ def test_two_processes_keep_identical_adapters_and_train_like_one_process(tiny_m
 
 @pytest.mark.slow
 def test_bridge_resumes_from_a_trl_checkpoint_exactly(tmp_path):
-    """3 AIPO steps on SmolLM2 (smoke profile, real rewards) with a TRL checkpoint after each;
-    then steps 2-3 again from checkpoint-1: the same final adapter (the kit's rollouts are
-    seeded by (seed, step, process), TRL restores the rest)."""
+    """2 AIPO steps on SmolLM2 (smoke profile, real rewards) with a TRL checkpoint after each;
+    then step 2 again from checkpoint-1: the same final adapter (the kit's rollouts are seeded
+    by (seed, step, process), TRL restores the rest: optimizer, scheduler, RNG)."""
     from safetensors.torch import load_file
     run = tmp_path / "run"
-    over = json.dumps({"train_steps": 3, "checkpoint_every": 1, "prompts_per_step": 2, "num_threads": 2})
+    over = json.dumps({"train_steps": 2, "checkpoint_every": 1, "prompts_per_step": 2, "num_threads": 2})
     cmd = [sys.executable, "-m", "aipo_lite.integrations.trl_bridge", "--profile", "smoke", "--run-dir", str(run), "--overrides", over]
     env = {**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1"}
     subprocess.run(cmd, env=env, check=True, capture_output=True, cwd=ROOT, timeout=900)
     first = load_file(run / "adapter_model.safetensors")
     import shutil
-    for k in (2, 3):
-        shutil.rmtree(run / f"checkpoint-{k}")
+    shutil.rmtree(run / "checkpoint-2")
     (run / "adapter_model.safetensors").unlink()
     subprocess.run(cmd + ["--resume"], env=env, check=True, capture_output=True, cwd=ROOT, timeout=900)
     again = load_file(run / "adapter_model.safetensors")
     init = load_file(run / "checkpoint-1" / "adapter_model.safetensors")
-    assert max(float((first[k] - init[k]).abs().max()) for k in first) > 0  # steps 2-3 trained
+    assert max(float((first[k] - init[k]).abs().max()) for k in first) > 0  # step 2 trained
     assert all(torch.equal(first[k], again[k]) for k in first)
 
 
