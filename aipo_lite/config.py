@@ -50,7 +50,7 @@ class Config:
     device: str = _f("auto", "'auto' (cuda when present, else cpu), 'cpu' or 'cuda'.", ("auto", "cpu", "cuda"))
     dtype: str = _f("auto", "Compute dtype: 'auto' = bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else float32 (bf16 is emulated there, ~3.5x slower).", ("auto", "bfloat16", "float32", "float16"))
     load_in_4bit: bool = _f(False, "Quantize the base weights to 4-bit NF4 with bitsandbytes (CPU or CUDA); LoRA stays in `dtype`.")
-    sampler_weights: str = _f("auto", "Weights of the sampling copy of a LoRA policy: 'merged' (adapter merged in, model dtype), 'fp16' (fp16 base weights via fbgemm, live adapter unmerged; fp32 CPU models only; about 2x faster decoding there, its gap to the trainer measured and corrected each step); 'auto' = fp16 for an fp32 model on the CPU, else merged.", ("auto", "merged", "fp16"))
+    sampler_weights: str = _f("auto", "Weights of the sampling copy of a LoRA policy: 'merged' (adapter merged in, model dtype), 'fp16' (fp16 base weights via fbgemm, live adapter unmerged; fp32 CPU models only; ~1.4x faster decoding there, its gap to the trainer measured and corrected each step); 'auto' = fp16 for an fp32 model on the CPU, else merged.", ("auto", "merged", "fp16"))
     lora_r: int = _f(16, "LoRA rank; 0 disables LoRA (the policy is then frozen).")
     lora_alpha: int = _f(32, "LoRA alpha (scale = alpha / r).")
     lora_dropout: float = _f(0.0, "LoRA dropout probability.")

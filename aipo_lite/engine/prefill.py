@@ -69,15 +69,16 @@ def _bucket(model, ids, mask, pos, cache: GrowingCache, enc: list, s: int, e: in
     first: dict[tuple, int] = {}
     src = [first.setdefault(tuple(enc[b]), b - s) for b in range(s, e)]
     view = cache.rows(s, e, width - w)
-    if len(first) == e - s:
-        return model(input_ids=ids[s:e, width - w:], attention_mask=mask[s:e], position_ids=pos[s:e, width - w:],
-                     past_key_values=view, use_cache=True, logits_to_keep=last_position(w, ids.device)).logits[:, -1]
-    uniq = torch.tensor(sorted(first.values()), device=ids.device)
-    back = torch.searchsorted(uniq, torch.tensor(src, device=ids.device))
-    once = GrowingCache([GrowingLayer(layer._k[uniq], layer._v[uniq], width - w) for layer in view.layers])
-    out = model(input_ids=ids[s:e][uniq, width - w:], attention_mask=mask[s:e][uniq],
-                position_ids=pos[s:e][uniq, width - w:], past_key_values=once, use_cache=True,
+    rows, once = slice(None), view  # every prompt distinct: the rows run as they are
+    if len(first) < e - s:
+        rows = torch.tensor(sorted(first.values()), device=ids.device)
+        once = GrowingCache([GrowingLayer(layer._k[rows], layer._v[rows], width - w) for layer in view.layers])
+    out = model(input_ids=ids[s:e][rows, width - w:], attention_mask=mask[s:e][rows],
+                position_ids=pos[s:e][rows, width - w:], past_key_values=once, use_cache=True,
                 logits_to_keep=last_position(w, ids.device))
+    if once is view:
+        return out.logits[:, -1]
+    back = torch.searchsorted(rows, torch.tensor(src, device=ids.device))
     for mine, theirs in zip(view.layers, once.layers):
         mine._k[:, :, :width] = theirs._k[back, :, :width]
         mine._v[:, :, :width] = theirs._v[back, :, :width]

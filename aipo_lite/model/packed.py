@@ -52,7 +52,7 @@ class PackedLinear(torch.nn.Module):
 
 def packed_copy(peft_model) -> torch.nn.Module:
     """The base model (adapter unloaded) with every LoRA-wrapped linear and the head replaced by
-    PackedLinear; norms, embeddings and rotary tables are fp32 copies. For sampling only."""
+    PackedLinear; norms and embeddings are the policy's own frozen tensors, shared. For sampling only."""
     from peft.tuners.lora import LoraLayer
     for module in peft_model.modules():
         if isinstance(module, LoraLayer) and any(module.use_dora.get(a, False) for a in module.active_adapters):

@@ -56,7 +56,7 @@ class Policy:
         merged in, in the model's dtype; after mark_updated() its LoRA-wrapped weights are
         rewritten in place, W + scale * B A) or 'fp16' (model/packed.py: fp16 base weights, the
         live adapter added unmerged, so nothing is rewritten); 'auto' is fp16 for an fp32 model
-        on the CPU, where it decodes about twice as fast, and merged elsewhere."""
+        on the CPU, where it decodes ~1.4x faster (docs/speed.md), and merged elsewhere."""
         if not self.has_lora or self.config.load_in_4bit:
             return self.model
         if self._merged is None and self.sampler_weights() == "fp16":
