@@ -34,12 +34,11 @@ overrides = {}                    # any aipo_lite.Config field, e.g. {"boundary_
 import json
 from pathlib import Path
 
-from aipo_lite import Config, grid, headline, solved_table, plot_pass_at_k, tasks_from_config, train
+from aipo_lite import Config, grid, solved_table, plot_pass_at_k, tasks_from_config, train
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
-sibling = Path(cfg.run_dir).parent / "04_training"
 # notebook 04's runs if it trained these very settings (folders are named by them), else train here
-root = sibling if all((Path(headline.run_dir(cfg, a, sibling)) / "checkpoints").exists() for a in ("grpo", "aipo")) else out
+root = grid.runs_root(cfg, ["grpo", "aipo"], [cfg.seed], Path(cfg.run_dir).parent / "04_training", out)
 print("trained runs from:", root)
 
 # %%

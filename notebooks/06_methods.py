@@ -44,13 +44,10 @@ from aipo_lite import grid, Config, plot_grid_curves, plot_grid_table, tasks_fro
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 base = grid.base_config(cfg)
-sibling = Path(cfg.run_dir).parent / "04_training"
-# notebook 04's folder if it holds finished runs of these very settings (folders are named by
-# them): the arms it lacks are trained into it; else everything is trained here
-found = [a for a in cfg.grid_arms for s in cfg.grid_seeds
-         if (Path(grid.arm_config(base, a, s, sibling).run_dir) / "checkpoints").exists()]
-root = sibling if found else out
-print("runs from and into:", root, f"({len(found)} finished there)" if found else "")
+# notebook 04's folder if it holds runs of these very settings (folders are named by them): the
+# arms it lacks are trained into it; else everything is trained here
+root = grid.runs_root(base, cfg.grid_arms, cfg.grid_seeds, Path(cfg.run_dir).parent / "04_training", out)
+print("runs from and into:", root)
 for arm in cfg.grid_arms:
     print(f"{arm:12s} -> {grid.arm_config(base, arm, 0, root).method}")
 

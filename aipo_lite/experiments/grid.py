@@ -49,6 +49,14 @@ def arm_config(base: Config, arm: str, seed: int, root: str | Path) -> Config:
     return named_run_dir(dataclasses.replace(base, seed=seed, **ARMS[arm](base)), root, f"{arm}-s{seed}")
 
 
+def runs_root(base: Config, arms: list[str], seeds: list[int], shared: str | Path, own: str | Path) -> Path:
+    """`shared` (another notebook's runs folder) when it holds a checkpointed run of any of these
+    arms x seeds with these very settings (folders are named by them), else `own`: notebooks 05
+    and 06 read notebook 04's runs and train into its folder only what it lacks."""
+    found = any((Path(arm_config(base, a, s, shared).run_dir) / "checkpoints").exists() for a in arms for s in seeds)
+    return Path(shared if found else own)
+
+
 def train_grid(base: Config, arms: list[str], seeds: list[int], root: str | Path, profile: str = "demo",
                log=print, subprocess_runs: bool = True) -> None:
     """Train every arm x seed (resumable; finished runs are skipped by the trainer), each in
