@@ -14,7 +14,6 @@ import sys
 from aipo_lite.config import Config
 from aipo_lite.experiments import grid, headline
 from aipo_lite.experiments import results as result_files
-from aipo_lite.model.policy import resolve_device, resolve_dtype
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -37,6 +36,6 @@ if not args.no_save:
                       title="Headline protocol: facts only the agents hold (`recall`, 4 facts, 10 steps), asked in unseen templates (`recall_t`)",
                       command=" ".join([".venv/bin/python", *sys.argv]), tiers=cfg.heldout_tiers,
                       ks=sorted({1, cfg.grid_eval_n}),
-                      dtype=str(resolve_dtype(cfg.dtype, resolve_device(cfg.device))).removeprefix("torch."),
+                      dtype=cfg.dtype, device=cfg.device,
                       notes=["The same protocol and code as notebook 04 (`make demo`), which trains one seed of it live."])
     print(f"wrote {path}")

@@ -25,7 +25,6 @@ from aipo_lite.arms import ARMS
 from aipo_lite.config import Config
 from aipo_lite.experiments import grid
 from aipo_lite.experiments import results as result_files
-from aipo_lite.model.policy import resolve_device, resolve_dtype
 from aipo_lite.tasks.loading import load_tasks
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -75,5 +74,5 @@ if args.save:
     result_files.save(path, results, name=args.save, title=args.title or args.save, seeds=args.seeds,
                       command=" ".join([".venv/bin/python", *sys.argv]), tiers=heldout, ks=[1, args.n],
                       protocol={k: v for k, v in base.to_dict().items() if k not in ("run_dir", "num_threads")},
-                      dtype=str(resolve_dtype(base.dtype, resolve_device(base.device))).removeprefix("torch."))
+                      dtype=base.dtype, device=base.device)
     print(f"wrote {path}; regenerate the tables with .venv/bin/python -m aipo_lite.experiments.results")

@@ -25,7 +25,7 @@ from datetime import date
 from pathlib import Path
 
 from aipo_lite.experiments import grid
-from aipo_lite.model.policy import cpu_has_native_bf16
+from aipo_lite.model.policy import cpu_has_native_bf16, resolve_device, resolve_dtype
 from aipo_lite.training.runinfo import kit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,9 +45,12 @@ def machine() -> str:
 
 
 def save(path: str | Path, results: dict, *, name: str, title: str, command: str, seeds: list[int],
-         protocol: dict, tiers: list[str], ks: list[int], dtype: str, notes: list[str] | None = None) -> dict:
+         protocol: dict, tiers: list[str], ks: list[int], dtype: str, device: str = "auto",
+         notes: list[str] | None = None) -> dict:
     """Write grid.collect's results (per-problem counts, step times) with how they were made
-    (`dtype`: the precision the runs resolved to; `kit`: runinfo.kit(), commit and versions)."""
+    (`dtype`, `device`: the runs' Config settings, recorded as the precision 'auto' resolved to
+    on this machine; `kit`: runinfo.kit(), commit and versions)."""
+    dtype = str(resolve_dtype(dtype, resolve_device(device))).removeprefix("torch.")
     evals = {arm: [[{k: p[k] for k in ("id", "kind", "n", "correct")} for p in e] for e in res["evals"]]
              for arm, res in results.items()}
     record = {"name": name, "title": title, "command": command, "date": date.today().isoformat(),
