@@ -5,6 +5,7 @@ against these names without importing the training stack."""
 from __future__ import annotations
 
 WEIGHT_ARMS = ("sft", "is", "is_clip", "luffy", "rllm")
+OTHER_ALGORITHMS = ("drgrpo", "dapo", "rloo")  # besides grpo (methods/objectives.ALGORITHMS)
 
 
 def _split(c) -> tuple[int, int]:
@@ -31,4 +32,7 @@ ARMS = {
     if c.g_asst > 1 else dict(g_ind=max(1, c.g_ind // 2), arpo_branches=c.g_ind - max(1, c.g_ind // 2)),
     "aipo+aapo": lambda c: dict(advantage="aapo"),
     "aipo+rrl": lambda c: dict(rrl_groups=max(1, c.prompts_per_step // 4)),
+    # the other base RLVR algorithms alone and with AIPO (does AIPO improve on each?)
+    **{a: (lambda c, a=a: dict(g_ind=_split(c)[0], g_asst=0, algorithm=a, **_PLAIN)) for a in OTHER_ALGORITHMS},
+    **{f"aipo_{a}": (lambda c, a=a: dict(algorithm=a)) for a in OTHER_ALGORITHMS},
 }
