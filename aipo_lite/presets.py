@@ -22,15 +22,18 @@ HEADLINE = dict(train_tiers=["recall"], train_problems_per_tier=12, heldout_tier
 # The claims table's protocol where the policy already explores (docs/results.md, claims): `add3`
 # (a + b + c), where the base policy's pass@1 is ~0.1 and pass@8 ~0.45 (docs/speed.md, base
 # pass@k), so most groups of 4 rollouts are all-zero (AAPO's case), successes are sparse (RRL's)
-# and a wrong first line decides the answer (ARPO's branching); 40 steps at the headline's rate,
-# evaluated agent-free on 30 held-out add3 problems x 16 samples.
+# and a wrong first line decides the answer (ARPO's branching); 40 steps at the kit's default rate
+# (at the headline's 5e-4, GRPO's entropy collapsed to 0.04 by step 14 and its held-out pass@1 fell
+# from 0.19 to 0.06 by step 20: docs/LOG.md), evaluated agent-free on 30 held-out add3 problems x 16 samples.
 EXPLORE = dict(train_tiers=["add3"], train_problems_per_tier=0, heldout_tiers=["add3"], train_steps=40,
-               learning_rate=5e-4, prompts_per_step=4, g_ind=2, g_asst=2, consult_budget=2,
+               learning_rate=2e-4, prompts_per_step=4, g_ind=2, g_asst=2, consult_budget=2,
                detector_every_line=True, guidance_form="inline", rollout_max_new_tokens=48,
                eval_max_new_tokens=48, train_eval_problems_per_tier=8, train_eval_n=4, train_eval_every=20,
                checkpoint_every=10, log_completions_every=0, grid_eval_n=16, grid_eval_problems_per_tier=30,
                equal_wall_time=False)
-CLAIM_PROTOCOLS = {"headline": HEADLINE, "explore": EXPLORE}
+# `boundary`: the explore runs themselves (the same training fields, so the same folders), evaluated
+# with 128 samples per problem for pass@k at large k (256 costs twice as much: not run).
+CLAIM_PROTOCOLS = {"headline": HEADLINE, "explore": EXPLORE, "boundary": {**EXPLORE, "grid_eval_n": 128}}
 # The demo's slice of the method grid: the headline protocol itself (no overrides), seed 0, so
 # notebook 06 finds notebook 04's GRPO and AIPO runs and trains only the arms they lack.
 DEMO_GRID: dict = {}

@@ -6,8 +6,8 @@
 A protocol is a named set of Config fields (aipo_lite/presets.py CLAIM_PROTOCOLS: `headline`, the
 facts only the agents hold; `explore`, add3, where the base policy already solves some problems).
 Every arm x seed trains in its own folder under --root (resumable: re-running skips finished runs
-and continues interrupted ones), one arm at a time; after each arm, every arm whose seeds have
-all finished is evaluated agent-free on the protocol's held-out problems (cached per adapter) and
+and continues interrupted ones), one arm at a time; after each arm, every arm of this call or of the file already there whose
+seeds have all finished is evaluated agent-free on the protocol's held-out problems (cached per adapter) and
 results/claims_<protocol>.json is rewritten, so the file grows as arms finish and can be
 committed at any point. `python -m aipo_lite.experiments.results` regenerates the tables.
 """
@@ -37,7 +37,7 @@ if bad:
     raise SystemExit(f"--arms: {bad} are not arms; choose from {list(ARMS)}")
 
 cfg = Config.from_profile("demo", **CLAIM_PROTOCOLS[args.protocol], num_threads=args.threads, dtype=args.dtype)
-root = Path(args.root or f"runs/claims/{args.protocol}")
+root = Path(args.root or f"runs/claims/{'explore' if args.protocol == 'boundary' else args.protocol}")
 name = f"claims_{args.protocol}"
 path = Path(f"results/{name}.json")
 
@@ -51,18 +51,20 @@ def finished(arm: str) -> bool:
 
 
 def save() -> None:
-    done = [a for a in ARMS if finished(a)]
+    before = json.loads(path.read_text())["evals"] if path.exists() else {}
+    done = [a for a in ARMS if (a in args.arms or a in before) and finished(a)]
     tests = headline.held_out(cfg)
     res = grid.collect(cfg, done, args.seeds, root, tests, cfg.grid_eval_n)
+    ks = [1, cfg.grid_eval_n] if cfg.grid_eval_n <= 16 else [k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256) if k <= cfg.grid_eval_n]
     result_files.save(path, res, name=name, seeds=args.seeds, protocol=headline.protocol(cfg),
                       title=f"Claims protocol `{args.protocol}`: train {cfg.train_tiers}, {cfg.train_steps} steps; "
                             f"agent-free on {len(tests)} held-out problems of {cfg.heldout_tiers}",
                       command=" ".join([".venv/bin/python", *sys.argv]), tiers=cfg.heldout_tiers,
-                      ks=sorted({1, cfg.grid_eval_n}), dtype=cfg.dtype, device=cfg.device,
+                      ks=ks, dtype=cfg.dtype, device=cfg.device,
                       notes=[f"Runs of {args.threads or 'all'} thread(s) each, two grids side by side on the "
                              "machine's 2 cores: s/step compares arms of one file, not machines."])
-    rows = grid.table(res, cfg.heldout_tiers, [1, cfg.grid_eval_n])
-    print(grid.markdown(rows, [1, cfg.grid_eval_n]), flush=True)
+    rows = grid.table(res, cfg.heldout_tiers, ks)
+    print(grid.markdown(rows, ks), flush=True)
     print(f"wrote {path} ({len(done)} arms: {done})", flush=True)
 
 

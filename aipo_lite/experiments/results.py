@@ -123,7 +123,10 @@ def render(records: list[dict]) -> str:
              "edit by hand. All numbers are agent-free (plain prompt, no agents) on held-out test problems:",
              "mean over seeds × problems, 95 % two-level bootstrap interval (seeds, then problems), per-seed",
              "means in brackets. A difference is a claim only when its interval excludes 0.", ""]
-    return "\n".join(intro + [section(r) + "\n" for r in records])
+    from aipo_lite.experiments.claims import CLAIM_INTRO, markdown as claims_table
+
+    claims = ["## Claims", "", *CLAIM_INTRO, "", claims_table(records), ""]
+    return "\n".join(intro + claims + [section(r) + "\n" for r in records])
 
 
 def readme_block(records: list[dict]) -> str:

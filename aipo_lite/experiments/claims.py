@@ -1,0 +1,122 @@
+"""The claims table: each seed paper's claim, tested where it can hold, with a verdict.
+
+A claim names two arms of one committed result file (results/claims_<protocol>.json, made by
+benchmarks/claims.py), the held-out tier and k it is read on, and the direction the paper claims
+(`arm` better than `ref`). Its verdict comes from the difference arm - ref of agent-free pass@k
+with its 95 % two-level bootstrap interval (grid.differences: seeds, then problems):
+
+- **holds**: the interval excludes 0 in the claimed direction;
+- **does not hold**: it excludes 0 the other way;
+- **inconclusive at this scale**: it contains 0.
+
+A claim whose file or arms are missing is shown as not run yet, never dropped. `why` says why the
+protocol can test the claim (the base pass rates behind the choice are read from the file's
+`base` arm and printed beside it). Plain data and arithmetic over result records: no training.
+"""
+
+from __future__ import annotations
+
+from aipo_lite.experiments import grid
+
+_HEAD = "Facts only the agents hold: the base policy's pass@1 on `recall_t` is ~0, so plain RLVR has no reward to learn from"
+_EXPL = "`add3`: the base policy solves some problems (pass@1 ~0.1, pass@16 ~0.5), so plain RLVR has a gradient and the method's change to it can show"
+CLAIMS: list[dict] = [
+    dict(claim="AIPO improves on its base algorithm (GRPO), facts only the agents hold", file="claims_headline",
+         arm="aipo", ref="grpo", tier="recall_t", k=1, why=_HEAD),
+    dict(claim="AIPO improves on its base algorithm (GRPO) where the policy explores", file="claims_explore",
+         arm="aipo", ref="grpo", tier="add3", k=1, why=_EXPL),
+    *[dict(claim=f"AIPO improves on {name} as base algorithm", file="claims_headline", arm=f"aipo_{algo}",
+           ref=algo, tier="recall_t", k=1, why=_HEAD)
+      for algo, name in (("drgrpo", "Dr.GRPO"), ("dapo", "DAPO"), ("rloo", "RLOO"))],
+    dict(claim="AIPO expands the boundary: pass@k at large k above the base's", file="claims_boundary",
+         arm="aipo", ref="base", tier="add3", k=128, why="pass@k up to 128 on 30 held-out add3 problems (256 costs ~2x more)"),
+    dict(claim="AIPO expands the boundary: pass@k at large k above plain RLVR's", file="claims_boundary",
+         arm="aipo", ref="grpo", tier="add3", k=128, why="pass@k up to 128 on 30 held-out add3 problems (256 costs ~2x more)"),
+    *[dict(claim=f"AIPO's coefficient beats the `{w}` weight (no vanishing gradient on agent tokens)",
+           file="claims_headline", arm="aipo", ref=f"aipo_{w}", tier="recall_t", k=1,
+           why=_HEAD + "; every learned fact comes through agent tokens, so their weight decides what is learned")
+      for w in ("is", "is_clip", "rllm")],
+    dict(claim="ARPO beats GRPO at equal rollouts", file="claims_explore", arm="arpo", ref="grpo", tier="add3", k=1,
+         why=_EXPL + "; a wrong first line decides the answer, where branching at high entropy can help"),
+    dict(claim="AIPO+ARPO beats AIPO where consults happen", file="claims_headline", arm="aipo+arpo", ref="aipo",
+         tier="recall_t", k=1, why="every assisted rollout consults once on `recall`"),
+    dict(claim="AAPO beats GRPO", file="claims_explore", arm="aapo", ref="grpo", tier="add3", k=1,
+         why=_EXPL + "; most groups of 4 are all-zero, where AAPO's margin against the reference still gives a gradient"),
+    dict(claim="RRL beats GRPO", file="claims_explore", arm="rrl", ref="grpo", tier="add3", k=1,
+         why=_EXPL + "; successes are sparse, so replaying a success's early prefix has something to replay"),
+    dict(claim="AIPO beats SFT on the guided successes", file="claims_headline", arm="aipo", ref="sft",
+         tier="recall_t", k=1, why=_HEAD + " (the one protocol where both learn; a mixed protocol is to come)"),
+]
+
+
+CLAIM_INTRO = [
+    "Each seed paper's claim, read from the committed result file named in its row (made by",
+    "`benchmarks/claims.py`; the file's own section below gives its command, date, machine and",
+    "every arm's numbers). Verdict: **holds** when the 95 % two-level interval of the difference",
+    "(arm − reference, agent-free, held-out problems) excludes 0 in the claimed direction, **does not",
+    "hold** when it excludes 0 the other way, **inconclusive at this scale** otherwise. Arms of one",
+    "file sample the same number of rollouts per step. s/step is measured with one thread per run,",
+    "two runs side by side on 2 cores: compare arms of one file, not machines.",
+]
+
+
+def verdict(lo: float, hi: float) -> str:
+    return "holds" if lo > 0 else "does not hold" if hi < 0 else "inconclusive at this scale"
+
+
+def _mean(ps: list[list[float]]) -> float:
+    flat = [v for s in ps for v in s]
+    return sum(flat) / len(flat) if flat else float("nan")
+
+
+def evaluate_claim(claim: dict, records: dict[str, dict], samples: int = 2000) -> dict:
+    """The claim with its numbers: arm and ref means, the difference, its interval, the verdict,
+    the base's pass@1 and pass@k on the tier, step costs; `status` 'not run yet' when its file or
+    arms (or the k asked) are missing from the records."""
+    rec = records.get(claim["file"])
+    out = dict(claim, status="not run yet")
+    if rec is None or rec.get("source") != "measured" or not {claim["arm"], claim["ref"]} <= set(rec["evals"]):
+        return out
+    if claim["k"] > min(p["n"] for arm in (claim["arm"], claim["ref"]) for e in rec["evals"][arm] for p in e):
+        return out
+    from aipo_lite.experiments.results import as_results  # results renders this table
+
+    res = as_results(rec)
+    d = next(x for x in grid.differences({a: res[a] for a in (claim["arm"], claim["ref"])}, claim["ref"],
+                                         claim["tier"], claim["k"], samples))
+    base = res.get("base")
+    top = min(p["n"] for e in base["evals"] for p in e) if base else 0
+    steps = rec["protocol"].get("train_steps")
+    cost = {a: rec["s_per_step"].get(a) for a in (claim["arm"], claim["ref"])}
+    return dict(out, status=verdict(d["lo"], d["hi"]), diff=d["diff"], lo=d["lo"], hi=d["hi"],
+                arm_mean=_mean(grid.per_seed_values(res[claim["arm"]]["evals"], claim["tier"], claim["k"])),
+                ref_mean=_mean(grid.per_seed_values(res[claim["ref"]]["evals"], claim["tier"], claim["k"])),
+                seeds=len(rec["seeds"]), date=rec["date"], machine=rec["machine"],
+                base_pass1=_mean(grid.per_seed_values(base["evals"], claim["tier"], 1)) if base else None,
+                base_passn=(top, _mean(grid.per_seed_values(base["evals"], claim["tier"], top))) if base else None,
+                s_per_step=cost, wall_s={a: c * steps if c and steps else None for a, c in cost.items()})
+
+
+def markdown(records: list[dict], samples: int = 2000) -> str:
+    """The claims table and, under it, why each protocol can test its claims."""
+    by_name = {r["name"]: r for r in records}
+    lines = ["| # | claim | tier, metric | arm − reference | difference [95 %] | verdict | seeds | base pass@1 / pass@n | cost: s/step, wall (arm / ref) | file |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for i, c in enumerate(CLAIMS, 1):
+        r = evaluate_claim(c, by_name, samples)
+        pair = f"{c['arm']} − {c['ref']}"
+        if "diff" not in r:
+            lines.append(f"| {i} | {c['claim']} | `{c['tier']}`, pass@{c['k']} | {pair} | — | **not run yet** | — | — | — | "
+                         f"`results/{c['file']}.json` |")
+            continue
+        diff = f"{r['arm_mean']:.3f} − {r['ref_mean']:.3f} = {r['diff']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]"
+        b = "—" if r["base_pass1"] is None else f"{r['base_pass1']:.2f} / {r['base_passn'][1]:.2f} (n={r['base_passn'][0]})"
+        cost = " / ".join("—" if v is None else f"{v:.1f}" for v in r["s_per_step"].values()) + " s; " + \
+            " / ".join("—" if v is None else f"{v / 60:.1f}" for v in r["wall_s"].values()) + " min"
+        lines.append(f"| {i} | {c['claim']} | `{c['tier']}`, pass@{c['k']} | {pair} | {diff} | **{r['status']}** | {r['seeds']} "
+                     f"| {b} | {cost} | [{c['file']}]({'../results/' + c['file'] + '.json'}) |")
+    whys: dict[str, list[int]] = {}
+    for i, c in enumerate(CLAIMS, 1):
+        whys.setdefault(c["why"], []).append(i)
+    return "\n".join(lines + ["", "Why each claim is tested where it is:", ""]
+                     + [f"- {', '.join(map(str, ids))}: {w}." for w, ids in whys.items()])
