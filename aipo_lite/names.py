@@ -4,7 +4,7 @@ data, so that building a Config imports nothing heavy."""
 
 TIERS = ("add1d", "add2d", "mul1x2", "add3", "expr3", "units")
 # the controlled-bottleneck tiers (data/make_data.py): valid names, not in the defaults
-BOTTLENECK_TIERS = ("recall", "recall_t")
+BOTTLENECK_TIERS = ("recall", "recall_t", "recall_use")
 TIER_FIELDS = ("train_tiers", "eval_tiers", "probe_tiers", "heldout_tiers")
 AGENT_BACKENDS = ("rule", "hf", "openai")  # agents.make_agent's backends
 MIN_TEMPERATURE = 0.01

@@ -33,7 +33,10 @@ EXPLORE = dict(train_tiers=["add3"], train_problems_per_tier=0, heldout_tiers=["
                equal_wall_time=False)
 # `boundary`: the explore runs themselves (the same training fields, so the same folders), evaluated
 # with 128 samples per problem for pass@k at large k (256 costs twice as much: not run).
-CLAIM_PROTOCOLS = {"headline": HEADLINE, "explore": EXPLORE, "boundary": {**EXPLORE, "grid_eval_n": 128}}
+# `headline_use`: the headline runs evaluated on `recall_use` (the facts inside sums never trained).
+CLAIM_PROTOCOLS = {"headline": HEADLINE, "explore": EXPLORE, "boundary": {**EXPLORE, "grid_eval_n": 128},
+                   "headline_use": {**HEADLINE, "heldout_tiers": ["recall_use"]}}
+CLAIM_RUNS_OF = {"boundary": "explore", "headline_use": "headline"}  # protocols that only evaluate others' runs
 # The demo's slice of the method grid: the headline protocol itself (no overrides), seed 0, so
 # notebook 06 finds notebook 04's GRPO and AIPO runs and trains only the arms they lack.
 DEMO_GRID: dict = {}

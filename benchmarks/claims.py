@@ -21,7 +21,7 @@ from aipo_lite.arms import ARMS
 from aipo_lite.config import Config
 from aipo_lite.experiments import grid, headline
 from aipo_lite.experiments import results as result_files
-from aipo_lite.presets import CLAIM_PROTOCOLS
+from aipo_lite.presets import CLAIM_PROTOCOLS, CLAIM_RUNS_OF
 from aipo_lite.training import checkpoint
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -37,7 +37,7 @@ if bad:
     raise SystemExit(f"--arms: {bad} are not arms; choose from {list(ARMS)}")
 
 cfg = Config.from_profile("demo", **CLAIM_PROTOCOLS[args.protocol], num_threads=args.threads, dtype=args.dtype)
-root = Path(args.root or f"runs/claims/{'explore' if args.protocol == 'boundary' else args.protocol}")
+root = Path(args.root or f"runs/claims/{CLAIM_RUNS_OF.get(args.protocol, args.protocol)}")
 name = f"claims_{args.protocol}"
 path = Path(f"results/{name}.json")
 
@@ -69,5 +69,7 @@ def save() -> None:
 
 
 for arm in args.arms:
+    if args.protocol in CLAIM_RUNS_OF and not finished(arm):
+        raise SystemExit(f"--arms: {arm} has not finished in {root}: train it with --protocol {CLAIM_RUNS_OF[args.protocol]}")
     grid.train_grid(cfg, [arm], args.seeds, root, log=lambda s: print(s, flush=True))
     save()

@@ -17,6 +17,8 @@ Controlled bottleneck (the only missing piece is a fact the base model cannot kn
             three question templates (a memory test: the fact, not the question, is held out
             from the base model)
   recall_t  test only: the same facts in two templates never used in training (transfer)
+  recall_use  test only: the fact used inside a new one-step problem, "What is zorb + 7?", with
+            added numbers (2..9) and a question form training never shows (use, not recall)
 Measured on SmolLM2-135M (README, "A controlled bottleneck"): with the fact written as the
 first line of the answer, pass@1 ~0.89 (the ceiling); without it 0.00 (a 3-digit value is not
 guessed within 64 samples). 2-digit values were guessable, and "zorb + n" kept the ceiling
@@ -95,6 +97,7 @@ TIERS = ["add1d", "add2d", "mul1x2", "add3", "expr3", "units"]
 NAMES = ["zorb", "blick", "quon", "flimp", "darg", "troz", "snib", "vell", "gorp", "wund", "plax", "mirv"]
 RECALL_TEMPLATES = ["What is {n}?", "What number is {n}?", "What is the value of {n}?"]
 TRANSFER_TEMPLATES = ["Tell me which number {n} stands for.", "If you write {n} as a number, what is it?"]
+USE_TEMPLATES = ["What is {n} + {k}?", "Add {k} to {n}. What do you get?"]
 
 
 def definitions(seed: int = SEED) -> dict[str, int]:
@@ -105,7 +108,7 @@ def definitions(seed: int = SEED) -> dict[str, int]:
 
 
 def recall_rows(seed: int = SEED) -> tuple[list[dict], list[dict]]:
-    """(train, test) of the recall tiers: recall in train and test, recall_t in test only."""
+    """(train, test) of the recall tiers: recall in train and test, recall_t and recall_use in test only."""
     defs = definitions(seed)
     def rows(kind, templates, split):
         out = [{"question": t.format(n=n), "answer": str(v), "steps": [f"{n} = {v}"],
@@ -114,7 +117,22 @@ def recall_rows(seed: int = SEED) -> tuple[list[dict], list[dict]]:
             r["id"] = f"{kind}-{split}-{i:04d}"
         return out
     return rows("recall", RECALL_TEMPLATES, "train"), (rows("recall", RECALL_TEMPLATES, "test")
-                                                       + rows("recall_t", TRANSFER_TEMPLATES, "test"))
+                                                       + rows("recall_t", TRANSFER_TEMPLATES, "test")
+                                                       + use_rows(defs, seed))
+
+
+def use_rows(defs: dict[str, int], seed: int) -> list[dict]:
+    """recall_use (test only): each fact inside a one-step sum with a seeded 1-digit number."""
+    rng = random.Random(f"{seed}-recall_use")
+    out = []
+    for n, v in defs.items():
+        for t in USE_TEMPLATES:
+            k = rng.randint(2, 9)
+            out.append({"question": t.format(n=n, k=k), "answer": str(v + k), "steps": [f"{n} = {v}", f"{v} + {k} = {v + k}"],
+                        "facts": [f"{n} = {v}"], "kind": "recall_use"})
+    for i, r in enumerate(out):
+        r["id"] = f"recall_use-test-{i:04d}"
+    return out
 
 
 def make_tier(tier: str, seed: int = SEED) -> tuple[list[dict], list[dict]]:

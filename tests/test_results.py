@@ -66,3 +66,25 @@ def test_headline_runs_end_to_end_and_continues_grpo_to_aipos_wall_time(tiny_mod
     assert {r["arm"] for r in rows} == set(res) and all(len(r["pass@1"]["per_seed"]) == 1 for r in rows)
     record, mismatch = headline.committed(cfg)
     assert record is None or any(m.startswith("model:") for m in mismatch)
+
+
+def test_claims_table_gives_each_claim_its_verdict_from_the_interval():
+    """A claim holds when the difference's interval excludes 0 in the claimed direction, does
+    not hold when it excludes 0 the other way, is inconclusive otherwise; a claim whose file or
+    arm is missing is shown as not run yet."""
+    from aipo_lite.experiments import claims
+    res = _measured()
+    res["sft"] = {"evals": res["aipo"]["evals"], "metrics": []}  # the same counts: difference 0
+    rec = results.save("/dev/null", res, name="claims_headline", title="t", command="c", seeds=[0, 1],
+                       protocol={"train_steps": 2}, tiers=["recall_t"], ks=[1, 4], dtype="float32")
+    by = {"claims_headline": rec}
+    find = lambda arm, ref: next(c for c in claims.CLAIMS if (c["arm"], c["ref"], c["file"]) == (arm, ref, "claims_headline"))
+    holds = claims.evaluate_claim(find("aipo", "grpo"), by, samples=200)
+    assert holds["status"] == "holds" and holds["lo"] > 0 and holds["s_per_step"] == {"aipo": 5.0, "grpo": 2.0}
+    assert holds["base_pass1"] == 0.0 and holds["wall_s"] == {"aipo": 10.0, "grpo": 4.0}
+    assert claims.evaluate_claim(find("aipo", "sft"), by, samples=200)["status"] == "inconclusive at this scale"
+    assert claims.evaluate_claim(find("aipo_drgrpo", "drgrpo"), by)["status"] == "not run yet"
+    flipped = dict(find("aipo", "grpo"), arm="grpo", ref="aipo")
+    assert claims.evaluate_claim(flipped, by, samples=200)["status"] == "does not hold"
+    table = claims.markdown([rec], samples=200)
+    assert table.count("**not run yet**") == len(claims.CLAIMS) - 2 and "**holds**" in table

@@ -29,7 +29,8 @@ def test_splits_are_disjoint_and_large_enough():
 
 def test_recall_tiers_hold_only_facts_from_the_knowledge_base_and_a_transfer_set():
     """recall: the same invented facts in train and test (a memory test); recall_t: the same
-    facts in question templates never seen in training; every answer is a fact's value."""
+    facts in question templates never seen in training; every answer is a fact's value;
+    recall_use: the facts inside sums training never shows."""
     train = load_tasks("synth", "train", tiers=["recall"])
     test, transfer = load_tasks("synth", "test", tiers=["recall"]), load_tasks("synth", "test", tiers=["recall_t"])
     assert {t.question for t in train} == {t.question for t in test}
@@ -39,6 +40,15 @@ def test_recall_tiers_hold_only_facts_from_the_knowledge_base_and_a_transfer_set
     for t in train + test + transfer:
         name, value = t.facts[0].split(" = ")
         assert t.answer == value and len(value) == 3 and name in t.question and t.facts[0] in knowledge
+    # recall_use: each trained fact used in a one-step sum; question forms and answers never trained
+    use = load_tasks("synth", "test", tiers=["recall_use"])
+    assert {t.facts[0] for t in use} == {t.facts[0] for t in train} and len(use) == 2 * len({t.facts[0] for t in train})
+    assert not {t.question for t in use} & {t.question for t in train + test + transfer}
+    assert not {t.answer for t in use} & {t.answer for t in train}
+    for t in use:
+        name, value = t.facts[0].split(" = ")
+        k = int(t.question.split(" + ")[1].rstrip("?")) if " + " in t.question else int(t.question.split()[1])
+        assert name in t.question and t.answer == str(int(value) + k) and 2 <= k <= 9
 
 
 def test_reference_steps_reach_the_answer_and_facts_are_in_the_knowledge_base():

@@ -16,7 +16,8 @@ SYSTEM = "You are a helpful assistant. Solve the problem. End with the final num
 ONE_SHOT_QUESTION = "What is 4 + 3?"
 ONE_SHOT_ANSWER = "4 + 3 = 7.\nAnswer: 7"
 STYLES = ("one_shot", "zero_shot")
-SHOTS = {kind: ("What is plim?", "plim = 862.\nAnswer: 862") for kind in ("recall", "recall_t")}
+SHOTS = {**{kind: ("What is plim?", "plim = 862.\nAnswer: 862") for kind in ("recall", "recall_t")},
+         "recall_use": ("What is plim + 3?", "plim = 862.\n862 + 3 = 865.\nAnswer: 865")}
 
 
 def agent_free_messages(question: str, style: str = "one_shot", kind: str = "") -> list[dict]:
