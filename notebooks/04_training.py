@@ -55,6 +55,19 @@ fig = plot_training_curves(histories)
 fig.savefig(out / "training_curves.png", dpi=120)
 
 # %% [markdown]
+# The last panel is **hint reliance** (HiLL, arXiv 2604.00698; `train/hint_reliance`,
+# docs/metrics.md): per token of the assisted successes each step trains, log π under the
+# agent-free prompt minus under the guided context. Near 0 the policy would write the agent's
+# line itself; the more negative, the more a success still rests on the guidance. GRPO has no
+# assisted rollouts, so no curve.
+
+# %%
+for arm, hist in histories.items():
+    vals = [m["train/hint_reliance"] for m in hist if m.get("train/hint_reliance") is not None]
+    print(f"{arm:5s} hint reliance " + (f"first {vals[0]:+.2f}, last {vals[-1]:+.2f} nats/token over {len(vals)} steps"
+                                        if vals else "— (no assisted successes trained)"))
+
+# %% [markdown]
 # ## Agent-free pass@1 on questions never trained on: this run beside the committed seeds
 
 # %%

@@ -265,3 +265,25 @@ def test_zero_variance_group_gives_zero_gradient_end_to_end(algorithm):
     assert torch.count_nonzero(grad) == 0
     assert not ob.keep_group(T(1, 1, 1, 1))
     assert math.isfinite(total.item())
+
+
+def test_hint_reliance_is_the_log_prob_under_the_agent_free_prompt_minus_under_guidance():
+    """Per assisted success: (sum of the trainer's log pi over agent and policy tokens, minus the
+    sampler's log pi of the policy tokens in their guided context) / scored tokens; rows that are
+    not assisted successes and template tokens do not count."""
+    from types import SimpleNamespace
+
+    from aipo_lite.methods.loss import token_loss
+    from aipo_lite.records import Prov
+    nan = float("nan")
+    logp = torch.tensor([[-2.0, -1.0, -0.5, -0.25, -9.0], [-3.0, -3.0, -3.0, -3.0, -3.0]])
+    kind = torch.tensor([[Prov.AGENT, Prov.AGENT, Prov.POLICY, Prov.POLICY, Prov.TEMPLATE]] + [[Prov.POLICY] * 5])
+    sampler = torch.tensor([[nan, nan, -0.4, -0.35, nan], [-3.0] * 5])
+    cfg = SimpleNamespace(algorithm="grpo", clip_eps_low=0.2, clip_eps_high=0.0, advantage="group",
+                          behaviour_logp="trainer", tis_cap=2.0, agent_weight="aipo", agent_w_min=0.5,
+                          agent_w_max=1.0, luffy_gamma=0.1, kl_beta=0.0, rollout_max_new_tokens=5)
+    _, st = token_loss(logp, kind, torch.ones(2, 5, dtype=torch.bool), sampler, torch.ones(2, 5),
+                       torch.tensor([[0, 0, -1, -1, -1], [-1] * 5]), torch.ones(2, 1, dtype=torch.bool), cfg, 2, 8,
+                       reliance_rows=torch.tensor([True, False]))
+    expected = (-2.0 - 1.0 + (-0.5 + 0.4) + (-0.25 + 0.35)) / 4
+    assert st["reliance_n"] == 1 and abs(st["reliance_sum"] - expected) < 1e-6

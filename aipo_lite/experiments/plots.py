@@ -121,8 +121,9 @@ def plot_weight_curves(w_min: float = 0.5, w_max: float = 1.0, gamma: float = 0.
 
 
 def plot_training_curves(histories: dict[str, list[dict]]):
-    """Reward, held-out agent-free pass@1 (by step and by wall time) and consult rate per run."""
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3.0))
+    """Reward, held-out agent-free pass@1 (by step and by wall time), consult rate and hint
+    reliance (runs with assisted successes) per run."""
+    fig, axes = plt.subplots(1, 5, figsize=(17, 3.0))
     for i, (name, hist) in enumerate(histories.items()):
         st = style(i)  # own colour, line style and marker: the equal-wall-time run cannot hide GRPO's line
         steps = [m for m in hist if "train/reward_mean" in m]
@@ -135,9 +136,13 @@ def plot_training_curves(histories: dict[str, list[dict]]):
             clock[m["step"]] = t
         axes[2].plot([clock[m["step"]] / 60 for m in evals], [m["eval/pass1"] for m in evals], label=name, **st)
         axes[3].plot([m["step"] for m in steps], [m["train/consult_rate"] or 0.0 for m in steps], label=name, **st)
+        hinted = [m for m in steps if m.get("train/hint_reliance") is not None]
+        if hinted:
+            axes[4].plot([m["step"] for m in hinted], [m["train/hint_reliance"] for m in hinted], label=name, **st)
     for ax, (x, y) in zip(axes, [("step", "rollout reward (mean)"), ("step", "held-out pass@1 (agent-free)"),
                                  ("wall time of steps (min)", "held-out pass@1 (agent-free)"),
-                                 ("step", "answered consults / assisted rollout")]):
+                                 ("step", "answered consults / assisted rollout"),
+                                 ("step", "hint reliance (nats/token; 0 = none)")]):
         ax.set_xlabel(x)
         ax.set_ylabel(y)
         ax.grid(alpha=0.3)

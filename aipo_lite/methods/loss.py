@@ -20,7 +20,8 @@ from aipo_lite.records import Prov
 
 def token_loss(logp: Tensor, kind: Tensor, in_loss: Tensor, sampler_logp: Tensor, adv: Tensor,
                span: Tensor, same_prompt: Tensor, cfg, n_seqs: int, n_tokens: int,
-               ref_logp: Tensor | None = None, old_logp: Tensor | None = None) -> tuple[Tensor, dict]:
+               ref_logp: Tensor | None = None, old_logp: Tensor | None = None,
+               reliance_rows: Tensor | None = None) -> tuple[Tensor, dict]:
     """This micro-batch's share of the step loss, and its statistics.
 
     All per-token tensors are [B, C]: logp (log pi_theta, with grad), kind (Prov), in_loss (bool),
@@ -29,7 +30,10 @@ def token_loss(logp: Tensor, kind: Tensor, in_loss: Tensor, sampler_logp: Tensor
     it was sampled with: the sampler gap is measured on those). n_seqs / n_tokens: the whole
     step's sequences with a loss token and loss tokens (objectives.aggregate). old_logp: the
     ratio's denominator when the policy moved since sampling (TRL's num_iterations > 1);
-    default: logp's detached value."""
+    default: logp's detached value. reliance_rows [B] bool: the rows whose hint reliance is
+    measured (assisted successes): per token, log pi of the rollout under the agent-free prompt
+    (the trainer's view: agent tokens scored as if the policy wrote them) minus under the context
+    it was sampled in (the sampler's log-prob of policy tokens; agent tokens given, log 1 = 0)."""
     pol = in_loss & (kind == Prov.POLICY) & ~sampler_logp.isnan()
     agent = in_loss & (kind == Prov.AGENT)
     mask = pol | agent
@@ -40,7 +44,14 @@ def token_loss(logp: Tensor, kind: Tensor, in_loss: Tensor, sampler_logp: Tensor
     st = {"pol_tokens": int(pol.sum()), "clip_low": 0, "clip_high": 0, "w": torch.empty(0), "kl_sum": 0.0,
           "gap_n": gap.numel(), "gap_abs_sum": float(gap.abs().sum()),
           "gap_kl_sum": float(obj.kl_k3(sampler_logp[same], logp.detach()[same]).sum()), "tis_sum": 0.0,
-          "tis_capped": 0}
+          "tis_capped": 0, "reliance_sum": 0.0, "reliance_n": 0}
+    if reliance_rows is not None and reliance_rows.any():  # assisted successes: hint reliance (HiLL)
+        lp_now = logp.detach()
+        scored = (kind == Prov.AGENT) | ((kind == Prov.POLICY) & ~sampler_logp.isnan())
+        under_guidance = torch.where(kind == Prov.POLICY, sampler_logp, torch.zeros_like(lp_now))
+        diff = torch.where(scored, lp_now - under_guidance.nan_to_num(0.0), torch.zeros_like(lp_now))
+        per_row = diff.sum(-1) / scored.sum(-1).clamp(min=1)
+        st["reliance_sum"], st["reliance_n"] = float(per_row[reliance_rows].sum()), int(reliance_rows.sum())
     if pol.any():
         lp_pol = logp[pol]
         denom = (old_logp if old_logp is not None else logp.detach())[pol]

@@ -54,7 +54,7 @@ METRICS = ("step", "reward_mean", "reward_ind", "reward_asst", "zero_std_frac", 
            "consult_rate_tag", "consult_rate_entropy", "consult_rate_commit", "consult_rate_line",
            "assisted_per_group", "guided_groups",
            "agent_tokens", "agent_w_mean", "agent_w_min", "agent_w_max", "kl", "sampler_logp_gap", "sampler_kl",
-           "tis_w_mean", "tis_capped_frac", "loss", "grad_norm",
+           "hint_reliance", "tis_w_mean", "tis_capped_frac", "loss", "grad_norm",
            "skipped_update", "skipped_updates", "rollout_s", "update_s", "step_time", "tokens_per_s")
 
 
@@ -96,7 +96,9 @@ def micro_batch_loss(policy, seqs: list[TrainSeq], cfg: Config, n_seqs: int, n_t
     if cfg.kl_beta > 0:
         with torch.no_grad(), policy.model.disable_adapter():
             ref = sequence_logprobs(policy.model, seqs, cfg.rollout_temperature, dev)
-    return token_loss(logp, kind, in_loss, old, adv, span, same, cfg, n_seqs, n_tokens, ref_logp=ref)
+    hinted = torch.tensor([s.assisted and s.reward > 0 for s in seqs], device=dev)
+    return token_loss(logp, kind, in_loss, old, adv, span, same, cfg, n_seqs, n_tokens, ref_logp=ref,
+                      reliance_rows=hinted)
 
 
 def update(policy, opt, seqs: list[TrainSeq], cfg: Config) -> dict:
@@ -107,7 +109,7 @@ def update(policy, opt, seqs: list[TrainSeq], cfg: Config) -> dict:
     n_tokens = sum(sum(s.in_loss) for s in live)
     out = {"loss": 0.0, "clip_frac_low": 0.0, "clip_frac_high": 0.0, "kl": 0.0, "grad_norm": 0.0,
            "agent_tokens": 0, "agent_w_mean": None, "agent_w_min": None, "agent_w_max": None,
-           "sampler_logp_gap": None, "sampler_kl": None, "tis_w_mean": None, "tis_capped_frac": None, "skipped": 0}
+           "sampler_logp_gap": None, "sampler_kl": None, "hint_reliance": None, "tis_w_mean": None, "tis_capped_frac": None, "skipped": 0}
     # a sequence with advantage 0 adds nothing to loss or gradient (unless the KL term is on):
     # it counts in the normalizers n_seqs / n_tokens but is not run through the model
     work = live if cfg.kl_beta > 0 else [s for s in live if s.advantage != 0 or any(s.token_adv or [])]
@@ -130,7 +132,8 @@ def update(policy, opt, seqs: list[TrainSeq], cfg: Config) -> dict:
                kl=kl / max(n_tokens, 1), agent_tokens=len(w), tis_w_mean=acc["tis_sum"] / max(pol, 1),
                tis_capped_frac=acc["tis_capped"] / max(pol, 1),
                sampler_logp_gap=acc["gap_abs_sum"] / gap_n if gap_n else None,
-               sampler_kl=acc["gap_kl_sum"] / gap_n if gap_n else None)
+               sampler_kl=acc["gap_kl_sum"] / gap_n if gap_n else None,
+               hint_reliance=acc["reliance_sum"] / acc["reliance_n"] if acc["reliance_n"] else None)
     if len(w):
         out.update(agent_w_mean=float(w.mean()), agent_w_min=float(w.min()), agent_w_max=float(w.max()))
     if math.isfinite(total) and math.isfinite(float(norm)):
