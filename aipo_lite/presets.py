@@ -33,8 +33,14 @@ EXPLORE = dict(train_tiers=["add3"], train_problems_per_tier=0, heldout_tiers=["
                equal_wall_time=False)
 # `boundary`: the explore runs themselves (the same training fields, so the same folders), evaluated
 # with 128 samples per problem for pass@k at large k (256 costs twice as much: not run).
+# `mixed`: AIPO vs SFT where RL can matter: a tier the policy explores (add3) and one only the
+# agents unlock (recall, first 4 facts) trained together (12 problems each), evaluated on held-out
+# add3, the trained facts in new question forms (recall_t) and inside new sums (recall_use), and a
+# tier no arm trains (mul1x2: what training cost the base's breadth).
+MIXED = {**EXPLORE, "train_tiers": ["add3", "recall"], "train_problems_per_tier": 12,
+         "heldout_tiers": ["add3", "recall_t", "recall_use", "mul1x2"]}
 # `headline_use`: the headline runs evaluated on `recall_use` (the facts inside sums never trained).
-CLAIM_PROTOCOLS = {"headline": HEADLINE, "explore": EXPLORE, "boundary": {**EXPLORE, "grid_eval_n": 128},
+CLAIM_PROTOCOLS = {"headline": HEADLINE, "explore": EXPLORE, "mixed": MIXED, "boundary": {**EXPLORE, "grid_eval_n": 128},
                    "headline_use": {**HEADLINE, "heldout_tiers": ["recall_use"]}}
 CLAIM_RUNS_OF = {"boundary": "explore", "headline_use": "headline"}  # protocols that only evaluate others' runs
 # The demo's slice of the method grid: the headline protocol itself (no overrides), seed 0, so

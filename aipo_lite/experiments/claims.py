@@ -20,6 +20,10 @@ from aipo_lite.experiments import grid
 
 _HEAD = "Facts only the agents hold: the base policy's pass@1 on `recall_t` is ~0, so plain RLVR has no reward to learn from"
 _EXPL = "`add3`: the base policy solves some problems (pass@1 ~0.1, pass@16 ~0.5), so plain RLVR has a gradient and the method's change to it can show"
+_USE = ("The headline runs evaluated on `recall_use`: the 4 trained facts inside one-step sums with numbers and "
+        "question forms training never showed")
+_MIX = ("add3 (explorable: independent rollouts succeed and give their own gradient, negatives included) and "
+        "`recall` (only the agents unlock it) trained together, 12 problems each")
 CLAIMS: list[dict] = [
     dict(claim="AIPO improves on its base algorithm (GRPO), facts only the agents hold", file="claims_headline",
          arm="aipo", ref="grpo", tier="recall_t", k=1, why=_HEAD),
@@ -45,7 +49,16 @@ CLAIMS: list[dict] = [
     dict(claim="RRL beats GRPO", file="claims_explore", arm="rrl", ref="grpo", tier="add3", k=1,
          why=_EXPL + "; successes are sparse, so replaying a success's early prefix has something to replay"),
     dict(claim="AIPO beats SFT on the guided successes", file="claims_headline", arm="aipo", ref="sft",
-         tier="recall_t", k=1, why=_HEAD + " (the one protocol where both learn; a mixed protocol is to come)"),
+         tier="recall_t", k=1, why=_HEAD),
+    dict(claim="AIPO's learned facts are used in new problems more than GRPO's", file="claims_headline_use", arm="aipo",
+         ref="grpo", tier="recall_use", k=1, why=_USE),
+    dict(claim="AIPO uses the learned facts better than SFT", file="claims_headline_use", arm="aipo", ref="sft",
+         tier="recall_use", k=1, why=_USE),
+    *[dict(claim=f"AIPO beats SFT where RL can matter: {what}", file="claims_mixed", arm="aipo", ref="sft", tier=tier,
+           k=k, why=_MIX) for what, tier, k in (("the explored tier", "add3", 1), ("the explored tier at large k", "add3", 16),
+                                                 ("the facts in new question forms", "recall_t", 1),
+                                                 ("the facts inside new sums", "recall_use", 1),
+                                                 ("breadth on a tier no arm trains", "mul1x2", 16))],
 ]
 
 

@@ -17,6 +17,7 @@ from aipo_lite.config import Config
 from aipo_lite.experiments import grid
 from aipo_lite.experiments.runs import continued_dir, extend_to_wall_time, wall_time
 from aipo_lite.experiments.results import ROOT, tables
+from aipo_lite.names import BOTTLENECK_TIERS
 from aipo_lite.tasks.loading import from_config as tasks_from_config
 from aipo_lite.training.runinfo import NOT_TRAINING, read_metrics
 
@@ -34,8 +35,20 @@ def protocol(cfg: Config) -> dict:
 
 
 def held_out(cfg: Config) -> list:
-    """The final evaluation's problems: the first grid_eval_problems_per_tier of each held-out tier."""
-    return tasks_from_config(cfg, "test", cfg.heldout_tiers, cfg.grid_eval_problems_per_tier, field="heldout_tiers")
+    """The final evaluation's problems: the first grid_eval_problems_per_tier of each held-out
+    tier; on the invented-fact tiers (recall, recall_t, recall_use) only questions about facts
+    the training tasks hold (a fact never trained is not held out, it is unknown)."""
+    tests = tasks_from_config(cfg, "test", cfg.heldout_tiers, field="heldout_tiers")
+    trained = {f for t in tasks_from_config(cfg, "train", cfg.train_tiers, field="train_tiers")
+               if t.kind in BOTTLENECK_TIERS for f in t.facts}
+    out, per_tier = [], {}
+    for t in tests:
+        if t.kind in BOTTLENECK_TIERS and not set(t.facts) <= trained:
+            continue
+        per_tier[t.kind] = per_tier.get(t.kind, 0) + 1
+        if not cfg.grid_eval_problems_per_tier or per_tier[t.kind] <= cfg.grid_eval_problems_per_tier:
+            out.append(t)
+    return out
 
 
 def run(cfg: Config, seeds: list[int], root: str | Path, arms=ARMS_SHOWN, in_process: bool = True,
