@@ -33,15 +33,15 @@ _EXPORTS = {  # public name -> the module that defines it, imported on first use
     # experiments: arms, trained runs, the grid, plots (what the notebooks show)
     "arm_config": "experiments.runs", "load_trained": "experiments.runs", "solved_table": "experiments.runs",
     "wall_time": "experiments.runs", "extend_to_wall_time": "experiments.runs", "weight_probe": "experiments.runs",
-    "grid": "experiments.grid", "headline": "experiments.headline",
+    "grid": "experiments.grid", "headline": "experiments.headline", "claims": "experiments.claims",
     **{name: "experiments.plots" for name in (
         "plot_pass_at_k", "plot_entropy_traces", "plot_precision_recall", "plot_weight_curves",
-        "plot_training_curves", "plot_grid_curves", "plot_grid_table", "provenance_html", "plot_headline")},
+        "plot_training_curves", "plot_grid_curves", "plot_grid_table", "provenance_html", "plot_headline", "plot_claims")},
     # integrations: TRL (needs the `trl` extra)
     "trl_bridge": "integrations.trl_bridge", "compare_step": "integrations.trl_compare",
     "make_tiny_model": "integrations.trl_compare", "random_adapter": "integrations.trl_compare",
 }
-_MODULES = {"grid", "headline", "trl_bridge"}  # public names that are modules, not attributes of one
+_MODULES = {"grid", "headline", "claims", "trl_bridge"}  # public names that are modules, not attributes of one
 _RENAMED = {"tasks_from_config": "from_config"}
 __all__ = ["Config", "ConfigError", *_EXPORTS]
 

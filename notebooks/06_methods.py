@@ -35,6 +35,9 @@
 profile = "demo"                  # preset in aipo_lite.config.PROFILES
 run_dir = "../runs/notebooks/06_methods"
 overrides = {}                    # any aipo_lite.Config field, e.g. {"grid_arms": ["grpo", "aipo"], "grid_seeds": [0, 1, 2]}
+claims_protocol = ""              # "" = the claims table from the committed results only; else a protocol of
+                                  # aipo_lite.presets.CLAIM_PROTOCOLS whose `claims_arms` x grid_seeds train here
+claims_arms = []                  # e.g. ["grpo", "aapo"]: finished runs are read, new arms or seeds train
 
 # %%
 import json
@@ -95,6 +98,31 @@ for tier in base.heldout_tiers:
     plot_grid_table(rows, tier).savefig(out / f"pass1_{tier}.png", dpi=120)
 
 # %% [markdown]
+# ## The claims table: each seed paper's claim, over seeds, from the committed results
+#
+# Read from `results/claims_*.json` (made by `benchmarks/claims.py`: ≥ 3 seeds per arm, the
+# tiers chosen per claim; docs/results.md says why): nothing is retrained to draw it. With
+# `claims_protocol` and `claims_arms`, the arms × `grid_seeds` of that protocol train here
+# (resumable) and their file, written to this run's folder, replaces the committed one in the table.
+
+# %%
+from IPython.display import Markdown, display
+
+from aipo_lite import claims, plot_claims
+
+records = {r["name"]: r for r in claims.committed()}
+if claims_protocol:
+    new = claims.run(claims_protocol, claims_arms, cfg.grid_seeds, out / "claims" / claims_protocol,
+                     out / f"claims_{claims_protocol}.json", f"notebook 06 (claims_protocol={claims_protocol!r})",
+                     subprocess_runs=False)
+    records[new["name"]] = new
+claim_rows = claims.evaluate_all(list(records.values()))
+display(Markdown(claims.markdown(list(records.values()))))
+plot_claims(claim_rows).savefig(out / "claims.png", dpi=120)
+verdicts = {v: sum(r["status"] == v for r in claim_rows) for v in
+            ("holds", "does not hold", "inconclusive at this scale", "not run yet")}
+
+# %% [markdown]
 # ## What this shows, and what it does not
 
 # %%
@@ -104,3 +132,5 @@ print(f"shows: every arm of {list(results)} ran {base.train_steps} steps on the 
       + (": " + "; ".join(f"{d['arm']} − {d['minus']} on {d['tier']} {d['diff']:+.3f}" for d in beyond) if beyond else "."))
 print(f"does not show: which method is better unless the interval says so, and with {len(cfg.grid_seeds)} seed(s) and "
       f"{base.train_steps} steps it rarely can; the 3-seed grid is in docs/results.md.")
+print("the claims table (committed results, >= 3 seeds): " + ", ".join(f"{n} {v}" for v, n in verdicts.items())
+      + "; docs/results.md gives each claim's tier, interval, cost and why it was tested there.")

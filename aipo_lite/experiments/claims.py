@@ -133,3 +133,81 @@ def markdown(records: list[dict], samples: int = 2000) -> str:
         whys.setdefault(c["why"], []).append(i)
     return "\n".join(lines + ["", "Why each claim is tested where it is:", ""]
                      + [f"- {', '.join(map(str, ids))}: {w}." for w, ids in whys.items()])
+
+
+def committed() -> list[dict]:
+    """Every result file committed under results/ (the claims table reads its rows from them)."""
+    from aipo_lite.experiments.results import load_all
+
+    return load_all()
+
+
+def evaluate_all(records: list[dict], samples: int = 2000) -> list[dict]:
+    """Every claim with its numbers (evaluate_claim), in table order."""
+    by_name = {r["name"]: r for r in records}
+    return [evaluate_claim(c, by_name, samples) for c in CLAIMS]
+
+
+def protocol_config(protocol: str, **fields):
+    """The Config of a claims protocol (presets.CLAIM_PROTOCOLS) with `fields` on top."""
+    from aipo_lite.config import Config
+    from aipo_lite.presets import CLAIM_PROTOCOLS
+
+    if protocol not in CLAIM_PROTOCOLS:
+        raise ValueError(f"protocol={protocol!r} is not valid; choose one of {list(CLAIM_PROTOCOLS)}")
+    return Config.from_profile("demo", **{**CLAIM_PROTOCOLS[protocol], **fields})
+
+
+def finished(cfg, arm: str, seeds: list[int], root) -> bool:
+    """Whether every seed's run of `arm` under root has its final checkpoint."""
+    import json
+
+    from aipo_lite.training import checkpoint
+
+    for seed in seeds:
+        ckpt = checkpoint.latest(grid.arm_config(cfg, arm, seed, root).run_dir)
+        if ckpt is None or json.loads((ckpt / "state.json").read_text())["step"] < cfg.train_steps:
+            return False
+    return True
+
+
+def run(protocol: str, arms: list[str], seeds: list[int], root, path, command: str, threads: int = 0,
+        dtype: str = "auto", log=print, subprocess_runs: bool = True) -> dict:
+    """Train `arms` x `seeds` of a claims protocol under root, one arm at a time (resumable), and
+    after each arm rewrite the result file at `path` with every finished arm of this call or of
+    the file already there (evaluated agent-free, cached per adapter). Protocols that only
+    evaluate others' runs (presets.CLAIM_RUNS_OF) refuse arms that have not finished there."""
+    import json
+    from pathlib import Path
+
+    from aipo_lite.arms import ARMS
+    from aipo_lite.experiments import headline
+    from aipo_lite.experiments import results as result_files
+    from aipo_lite.presets import CLAIM_RUNS_OF
+
+    bad = [a for a in arms if a not in ARMS]
+    if bad:
+        raise ValueError(f"arms={bad} are not arms; choose from {list(ARMS)}")
+    cfg = protocol_config(protocol, num_threads=threads, dtype=dtype)
+    path, record = Path(path), None
+    for arm in arms:
+        if protocol in CLAIM_RUNS_OF and not finished(cfg, arm, seeds, root):
+            raise ValueError(f"arm {arm!r} has not finished in {root}: train it with protocol "
+                             f"{CLAIM_RUNS_OF[protocol]!r} first")
+        grid.train_grid(cfg, [arm], seeds, root, log=log, subprocess_runs=subprocess_runs)
+        before = json.loads(path.read_text())["evals"] if path.exists() else {}
+        done = [a for a in ARMS if (a in arms or a in before) and finished(cfg, a, seeds, root)]
+        tests = headline.held_out(cfg)
+        res = grid.collect(cfg, done, seeds, root, tests, cfg.grid_eval_n)
+        n = cfg.grid_eval_n
+        ks = sorted({1, n}) if n <= 16 else [k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256) if k <= n]
+        record = result_files.save(
+            path, res, name=path.stem, seeds=seeds, protocol=headline.protocol(cfg), command=command,
+            title=f"Claims protocol `{protocol}`: train {cfg.train_tiers}, {cfg.train_steps} steps; agent-free on "
+                  f"{len(tests)} held-out problems of {cfg.heldout_tiers}", tiers=cfg.heldout_tiers, ks=ks,
+            dtype=cfg.dtype, device=cfg.device,
+            notes=[f"Runs of {threads or 'all'} thread(s) each, two grids side by side on the machine's 2 cores: "
+                   "s/step compares arms of one file, not machines."])
+        log(grid.markdown(grid.table(res, cfg.heldout_tiers, ks), ks))
+        log(f"wrote {path} ({len(done)} arms: {done})")
+    return record

@@ -96,9 +96,8 @@ def micro_batch_loss(policy, seqs: list[TrainSeq], cfg: Config, n_seqs: int, n_t
     if cfg.kl_beta > 0:
         with torch.no_grad(), policy.model.disable_adapter():
             ref = sequence_logprobs(policy.model, seqs, cfg.rollout_temperature, dev)
-    hinted = torch.tensor([s.assisted and s.reward > 0 for s in seqs], device=dev)
     return token_loss(logp, kind, in_loss, old, adv, span, same, cfg, n_seqs, n_tokens, ref_logp=ref,
-                      reliance_rows=hinted)
+                      reliance_rows=torch.tensor([s.assisted and s.reward > 0 for s in seqs], device=dev))
 
 
 def update(policy, opt, seqs: list[TrainSeq], cfg: Config) -> dict:
