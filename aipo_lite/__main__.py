@@ -5,6 +5,7 @@
     python -m aipo_lite grid      --profile demo --out runs/grid --overrides '{"grid_seeds": [0, 1, 2]}'
     python -m aipo_lite notebooks --profile demo --out runs/demo [--only 04 05]
     python -m aipo_lite trl       --profile smoke --run-dir runs/trl
+    python -m aipo_lite export    RUN_DIR OUT [--merged]   (a PEFT adapter folder, or a merged model)
 
 Every command takes a preset (`--profile`) and Config fields as a JSON object (`--overrides`),
 validated before any work: a bad one exits with status 2 and one message naming the field.
@@ -20,7 +21,8 @@ from pathlib import Path
 
 from aipo_lite.config import Config, ConfigError
 
-COMMANDS = {"train": "aipo_lite.training.trainer", "notebooks": "aipo_lite.run_notebooks", "trl": "aipo_lite.integrations.trl_bridge"}
+COMMANDS = {"train": "aipo_lite.training.trainer", "notebooks": "aipo_lite.run_notebooks", "trl": "aipo_lite.integrations.trl_bridge",
+            "export": "aipo_lite.integrations.export"}
 
 
 def _config(argv: list[str], name: str, *extra: tuple[str, dict]) -> tuple[Config, argparse.Namespace]:
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run = commands[name] if callable(commands[name]) else importlib.import_module(commands[name]).main
         return run(rest) or 0
-    except (ConfigError, json.JSONDecodeError) as e:
+    except (ConfigError, json.JSONDecodeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

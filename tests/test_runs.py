@@ -235,3 +235,36 @@ def test_a_resumed_run_equals_the_uninterrupted_one_warm_up_included(cfg_of, tmp
     assert whole[-1]["train/entropy"] is not None
     groups = {k.split("/")[0] for m in whole for k in m if k not in ("step", "nonfinite")}
     assert groups <= {"train", "eval", "agents", "speed"} and {"train", "eval", "speed"} <= groups, groups
+
+
+def test_export_writes_a_peft_adapter_and_a_merged_model_with_the_runs_logits(trained, tmp_path):
+    """`python -m aipo_lite export` gives folders standard tools load: PeftModel.from_pretrained on
+    the run's base model, and AutoModelForCausalLM alone for --merged; both compute the trained
+    policy's logits (float tolerance)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from aipo_lite.__main__ import main
+    from aipo_lite.experiments.runs import load_trained
+    from aipo_lite.integrations.export import run_config
+    from aipo_lite.model.policy import resolve_model_path
+    cfg, _ = trained
+    from conftest import fill_lora
+    policy = load_trained(run_config(cfg.run_dir), cfg.run_dir)  # a random model earns no reward: give it an adapter
+    fill_lora(policy.model, 0.05)
+    checkpoint.save(cfg.run_dir, policy.model, torch.optim.AdamW(policy.model.parameters()), torch.Generator(), {"step": 3})
+    assert main(["export", cfg.run_dir, str(tmp_path / "adapter")]) == 0
+    assert main(["export", cfg.run_dir, str(tmp_path / "merged"), "--merged"]) == 0
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in (tmp_path / "adapter").iterdir()}
+    ids = torch.tensor([[1, 5, 9, 42, 7, 300, 11]])
+    with torch.no_grad():
+        want = load_trained(run_config(cfg.run_dir), cfg.run_dir).model(input_ids=ids).logits
+        base = AutoModelForCausalLM.from_pretrained(resolve_model_path(cfg), dtype=torch.float32)
+        peft = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()(input_ids=ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged", dtype=torch.float32).eval()(input_ids=ids).logits
+    base_logits = AutoModelForCausalLM.from_pretrained(resolve_model_path(cfg), dtype=torch.float32)(input_ids=ids).logits
+    assert (want - base_logits).abs().max() > 1e-4  # the adapter changes something
+    torch.testing.assert_close(peft, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(merged, want, atol=1e-4, rtol=1e-4)
+    assert main(["export", str(tmp_path / "nowhere"), str(tmp_path / "x")]) == 2
