@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aipo_lite.arms import ARMS
-from aipo_lite.names import AGENT_BACKENDS, BOTTLENECK_TIERS, LOWER_BOUNDS, MIN_TEMPERATURE, TIER_FIELDS, TIERS
+from aipo_lite.names import AGENT_BACKENDS, BOTTLENECK_TIERS, LOWER_BOUNDS, MIN_TEMPERATURE, REPORT_BACKENDS, TIER_FIELDS, TIERS
 from aipo_lite.presets import GRID_BASE, PROFILES
 
 
@@ -33,8 +33,6 @@ def _f(default: Any, help: str, choices: tuple | None = None, **kw):
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: json.loads(json.dumps(d)), metadata=meta)
     return field(default=default, metadata=meta, **kw)
-
-
 
 
 @dataclass
@@ -142,6 +140,8 @@ class Config:
     checkpoint_every: int = _f(5, "Atomic checkpoint (LoRA safetensors, optimizer, RNG, step, data cursor) every N steps; 0 = only at the end.")
     resume: bool = _f(True, "Continue from run_dir/checkpoint when one exists.")
     log_completions_every: int = _f(5, "Print a table of sample completions every N steps; 0 = never.")
+    report_to: str = _f("none", f"Experiment trackers that also get metrics.jsonl's lines: 'none' or any of {list(REPORT_BACKENDS)}, comma-separated (training/tracking.py; wandb offline; the `track` extra).")
+    report_project: str = _f("aipo_lite", "The trackers' project: every run (a grid's arms x seeds) is one run in it, named by its folder.")
     equal_wall_time: bool = _f(True, "Notebook 04: also continue the GRPO run until its training wall time equals AIPO's (assisted steps cost more).")
     boundary_problems_per_tier: int = _f(20, "Notebook 05: held-out problems per tier for pass@k of base / GRPO / AIPO.")
     boundary_n: int = _f(64, "Notebook 05: samples per problem; pass@k is reported for k = 1, 2, 4, ... <= boundary_n.")
@@ -180,6 +180,8 @@ class Config:
         bad = [b for b in self.compare_backends if b not in AGENT_BACKENDS]
         _check(not bad and bool(self.compare_backends), "compare_backends", self.compare_backends,
                f"must be a non-empty list of backends from {list(AGENT_BACKENDS)}")
+        bad = [b for b in self.report_to.split(",") if b.strip() not in REPORT_BACKENDS + ("none",)]
+        _check(not bad and bool(self.report_project), "report_to", self.report_to, f"must be 'none' or backends from {list(REPORT_BACKENDS)}, comma-separated")
         for name, least in LOWER_BOUNDS.items():  # simple lower bounds
             _check(getattr(self, name) >= least, name, getattr(self, name), f"must be >= {least}")
         for name in TIER_FIELDS:  # other task sources: checked against the tasks when they load (tasks.from_config)

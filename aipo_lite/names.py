@@ -7,6 +7,7 @@ TIERS = ("add1d", "add2d", "mul1x2", "add3", "expr3", "units")
 BOTTLENECK_TIERS = ("recall", "recall_t", "recall_use")
 TIER_FIELDS = ("train_tiers", "eval_tiers", "probe_tiers", "heldout_tiers")
 AGENT_BACKENDS = ("rule", "hf", "openai")  # agents.make_agent's backends
+REPORT_BACKENDS = ("tensorboard", "trackio", "wandb")  # training.tracking's experiment trackers
 MIN_TEMPERATURE = 0.01
 LOWER_BOUNDS = {  # Config fields and the least value each may take
     "lora_r": 0, "num_threads": 0, "agent_concurrency": 1, "guidance_fade_steps": 0,

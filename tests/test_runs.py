@@ -268,3 +268,57 @@ def test_export_writes_a_peft_adapter_and_a_merged_model_with_the_runs_logits(tr
     torch.testing.assert_close(peft, want, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(merged, want, atol=1e-4, rtol=1e-4)
     assert main(["export", str(tmp_path / "nowhere"), str(tmp_path / "x")]) == 2
+
+
+def _wandb_history(run_dir) -> tuple[list[dict], object]:
+    """The history rows and run record of an offline wandb run file (LevelDB-log framing of
+    wandb's protobuf Records: 32 KiB blocks, 7-byte record headers, after a 7-byte file header)."""
+    import glob
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+    data = open(glob.glob(f"{run_dir}/wandb/offline-run-*/run-*.wandb")[0], "rb").read()
+    pos, buf, rows, run = 7, b"", [], None
+    while pos + 7 <= len(data):
+        left = 32768 - pos % 32768
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7]) if left >= 7 else (0, 0, 0)
+        if left < 7 or (length, kind) == (0, 0):
+            pos += left
+            continue
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        buf = chunk if kind in (1, 2) else buf + chunk
+        if kind in (1, 4):
+            rec = wandb_internal_pb2.Record()
+            rec.ParseFromString(buf)
+            if rec.WhichOneof("record_type") == "history":
+                rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in rec.history.item})
+            elif rec.WhichOneof("record_type") == "run":
+                run = rec.run
+    return rows, run
+
+
+def test_report_to_sends_metrics_jsonl_lines_to_tensorboard_and_offline_wandb(cfg_of):
+    """Every numeric metrics.jsonl value reaches each tracker under the same name and step; the
+    run is named by its folder in the report_project; its config is logged; nothing is uploaded."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    cfg = cfg_of(report_to="tensorboard,wandb", report_project="kit-test")
+    trainer.train(cfg, progress=False)
+    lines = [json.loads(line) for line in open(f"{cfg.run_dir}/metrics.jsonl")]
+    numeric = lambda m: {k: v for k, v in m.items() if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    tb = EventAccumulator(f"{cfg.run_dir}/tensorboard")
+    tb.Reload()
+    rows, run = _wandb_history(cfg.run_dir)
+    by_step = {r["_step"]: r for r in rows}
+    assert {m["step"] for m in lines} == set(by_step) == {0, 1, 2}
+    for m in lines:
+        for k, v in numeric(m).items():
+            assert any(e.step == m["step"] and e.value == pytest.approx(v, rel=1e-6, abs=1e-6) for e in tb.Scalars(k)), k
+            assert by_step[m["step"]][k] == pytest.approx(v), k
+    assert run.display_name == runinfo.Path(cfg.run_dir).name and run.project == "kit-test"
+    assert "learning_rate" in {item.key for item in run.config.update}
+
+
+def test_report_to_names_are_validated():
+    with pytest.raises(ConfigError, match="report_to='tensorboard,mlflow'"):
+        Config(report_to="tensorboard,mlflow")
+    assert Config(report_to="none").report_to == "none"

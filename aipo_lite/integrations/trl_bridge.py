@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import torch
 
@@ -51,6 +52,7 @@ from aipo_lite.rollout import groups as kit_rollout
 from aipo_lite.tasks.loading import from_config
 from aipo_lite.tasks.prompts import agent_free_prompt
 from aipo_lite.tasks.rewards import score
+from aipo_lite.training.tracking import backends
 from aipo_lite.training.trainer import assign_advantages
 
 try:
@@ -87,13 +89,17 @@ def grpo_config(cfg: Config, output_dir: str, num_processes: int | None = None, 
     local = rows // num_processes
     per_device = max(d for d in range(1, min(cfg.micro_batch_size, local) + 1) if local % d == 0)
     device = resolve_device(cfg.device)
-    kw = dict(output_dir=output_dir, num_generations=g, per_device_train_batch_size=per_device,
+    trackers = backends(cfg.report_to)  # the kit's report_to, passed on; wandb offline, as in the kit
+    if "wandb" in trackers:
+        os.environ.update({k: os.environ.get(k, v) for k, v in (("WANDB_MODE", "offline"), ("WANDB_PROJECT", cfg.report_project))})
+    kw = dict(output_dir=output_dir, report_to=trackers or "none", run_name=Path(output_dir).name,
+              num_generations=g, per_device_train_batch_size=per_device,
               gradient_accumulation_steps=local // per_device, max_steps=cfg.train_steps,
               max_completion_length=cfg.rollout_max_new_tokens, temperature=cfg.rollout_temperature,
               beta=cfg.kl_beta, epsilon=cfg.clip_eps_low, learning_rate=cfg.learning_rate,
               weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm, lr_scheduler_type="constant",
               optim="adamw_torch", seed=cfg.seed, data_seed=cfg.seed, logging_steps=1,
-              save_steps=cfg.checkpoint_every or cfg.train_steps, report_to="none",
+              save_steps=cfg.checkpoint_every or cfg.train_steps,
               bf16=resolve_dtype(cfg.dtype, device) == torch.bfloat16, use_cpu=device.type == "cpu",
               gradient_checkpointing=False, loss_type={"dapo": "dapo", "drgrpo": "dr_grpo"}.get(cfg.algorithm, "grpo"))
     return GRPOConfig(**{**kw, **overrides})
@@ -270,7 +276,6 @@ def main(argv: list[str] | None = None) -> None:
     (under `accelerate launch` for several processes)."""
     import argparse
     import json
-    from pathlib import Path
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--profile", default="smoke")

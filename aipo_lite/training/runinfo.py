@@ -38,8 +38,8 @@ from aipo_lite.training.checkpoint import write_atomic
 NOT_TRAINING = frozenset({
     # the run's identity and length
     "run_dir", "resume", "train_steps",
-    # logging and checkpoint cadence
-    "log_completions_every", "checkpoint_every",
+    # logging, tracking and checkpoint cadence
+    "log_completions_every", "checkpoint_every", "report_to", "report_project",
     # evaluation (seeded apart from training: changing it changes no rollout) and the notebooks'
     # studies and grids, which read runs but do not train them
     "train_eval_every", "train_eval_problems_per_tier", "train_eval_n", "heldout_tiers", "eval_tiers",

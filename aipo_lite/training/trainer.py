@@ -43,7 +43,7 @@ from aipo_lite.names import grouped
 from aipo_lite.records import Prov, TrainSeq
 from aipo_lite.rollout.groups import agents_from_config, detector_from_config
 from aipo_lite.tasks.loading import from_config as tasks_from_config
-from aipo_lite.training import checkpoint, runinfo
+from aipo_lite.training import checkpoint, runinfo, tracking
 from aipo_lite.training.logprobs import micro_batches, sequence_logprobs
 
 METRICS = ("step", "reward_mean", "reward_ind", "reward_asst", "zero_std_frac", "groups_kept",
@@ -214,6 +214,7 @@ def train(cfg: Config, policy=None, progress: bool = True, start_eval: dict | No
     if not policy.has_lora:
         raise ValueError("train() needs a LoRA policy: set lora_r > 0")
     runinfo.write(run, cfg, record)
+    log = tracking.open_log(cfg, run)  # metrics.jsonl and the report_to trackers
     agents, detector = agents_from_config(cfg), detector_from_config(cfg)
     opt = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad],
                             lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -229,7 +230,7 @@ def train(cfg: Config, policy=None, progress: bool = True, start_eval: dict | No
     if state["step"] == 0 and not history:
         given = {k: v for k, v in (start_eval or {}).items() if k.startswith("eval/")}
         history.append({"step": 0, **(given or heldout_eval(policy, cfg, held))})
-        runinfo.append_metrics(metrics_path, history[-1])
+        log.append(history[-1])
     bar = tqdm(range(state["step"], cfg.train_steps), initial=state["step"], total=cfg.train_steps,
                desc="train", disable=not progress)
     buffer = rrl.ReplayBuffer(cfg.rrl_capacity, cfg.rrl_max_age, cfg.rrl_max_replays, state.get("rrl")) \
@@ -266,7 +267,7 @@ def train(cfg: Config, policy=None, progress: bool = True, start_eval: dict | No
             m.update(heldout_eval(policy, cfg, held))
         m = grouped(m)
         history.append(m)
-        runinfo.append_metrics(metrics_path, m)
+        log.append(m)
         bar.set_postfix(reward=f"{m['train/reward_mean']:.2f}", loss=f"{m['train/loss']:.3f}")
         if cfg.log_completions_every and (step + 1) % cfg.log_completions_every == 0:
             bar.write(f"step {step + 1}\n{_completions_table(groups)}")
@@ -278,6 +279,7 @@ def train(cfg: Config, policy=None, progress: bool = True, start_eval: dict | No
             raise TrainingStopped(f"stopped at step {step + 1}: {why}. Per-step counts: {metrics_path}")
         if last or (cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0):
             checkpoint.save(run, policy.model, opt, gen, state)
+    log.close()
     return history
 
 
@@ -289,10 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--run-dir", required=True)
     ap.add_argument("--overrides", default="{}", help="JSON dict of Config fields")
     args = ap.parse_args(argv)
-    cfg = Config.from_profile(args.profile, run_dir=args.run_dir, **json.loads(args.overrides))
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    train(cfg, progress=False)
+    train(Config.from_profile(args.profile, run_dir=args.run_dir, **json.loads(args.overrides)), progress=False)  # load_policy sets num_threads
 
 
 if __name__ == "__main__":
