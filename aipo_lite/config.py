@@ -58,6 +58,7 @@ class Config:
     # --- tasks and reward ------------------------------------------------------------
     tasks: str = _f("synth", "Built-in suite name ('synth'), a folder with train.jsonl and test.jsonl, a path with '{split}' in it, or one JSONL file (split by its rows' `split` field, else by task_test_fraction).")
     task_fields: dict = _f({}, "For user JSONL: map of our field -> your field, e.g. {'question': 'problem'}.")
+    task_settings: dict = _f({}, "tasks='reasoning_gym:<a>,<b>': per dataset {size, test_size, seed, and the dataset's own config fields}, e.g. {'chain_sum': {'size': 300, 'max_terms': 3}} (tasks/reasoning_gym.py).")
     task_test_fraction: float = _f(0.2, "One JSONL file without a `split` field: the fraction of tasks held out as the test split (chosen by a hash of the task id, so the same on every machine).")
     task_split_seed: int = _f(0, "Seed of that hash split (kept apart from `seed`, so runs with different seeds share one held-out set).")
     train_tiers: list = _f(list(TIERS), "Tiers (task `kind`s) to train on; [] = all. With your own tasks, the default list (every synth tier) means all kinds; any other list must name kinds your tasks have.")
@@ -190,6 +191,8 @@ class Config:
             if self.tasks == "synth":
                 bad = [t for t in tiers if t not in TIERS + BOTTLENECK_TIERS]
                 _check(not bad, name, bad, f"unknown tier(s); the synth suite has {list(TIERS + BOTTLENECK_TIERS)}")
+        _check(all(isinstance(v, dict) and all(isinstance(v.get(k, 1), int) and v.get(k, 1) >= 1 for k in ("size", "test_size"))
+                   for v in self.task_settings.values()), "task_settings", self.task_settings, "must map dataset names to dicts of settings (size, test_size: ints >= 1)")
         _check(0 < self.task_test_fraction < 1, "task_test_fraction", self.task_test_fraction, "must be in (0, 1)")
         _check(self.tis_cap >= 0, "tis_cap", self.tis_cap, "must be >= 0 (0 = no correction)")
         _check(self.g_ind + self.g_asst >= 1, "g_asst", self.g_asst, "g_ind + g_asst must be >= 1")
@@ -245,9 +248,8 @@ class Config:
     # --- construction ----------------------------------------------------------------
     @classmethod
     def from_profile(cls, profile: str = "demo", **overrides) -> "Config":
-        """The named preset with `overrides` on top; unknown names raise ConfigError. With a task
-        source other than 'synth', the preset's tier lists (synth tiers) become [] (all kinds) and its
-        cut of the synth training problems (`train_problems_per_tier`) is dropped."""
+        """The named preset with `overrides` on top; unknown names raise ConfigError. With tasks other
+        than 'synth', the preset's tier lists become [] (all kinds) and its train_problems_per_tier is dropped."""
         if profile not in PROFILES:
             raise ConfigError(f"profile={profile!r} is not valid; choose one of {list(PROFILES)}")
         names = {f.name for f in dataclasses.fields(cls)}
@@ -287,11 +289,8 @@ class Config:
     @classmethod
     def help(cls) -> str:
         """Every field with its default and help text."""
-        lines = []
-        for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            lines.append(f"{f.name:<24} = {default!r:<16} {f.metadata['help']}")
-        return "\n".join(lines)
+        default = lambda f: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # noqa: E731
+        return "\n".join(f"{f.name:<24} = {default(f)!r:<16} {f.metadata['help']}" for f in dataclasses.fields(cls))
 
 
 def _check(ok: bool, name: str, value: Any, why: str) -> None:

@@ -322,3 +322,13 @@ def test_report_to_names_are_validated():
     with pytest.raises(ConfigError, match="report_to='tensorboard,mlflow'"):
         Config(report_to="tensorboard,mlflow")
     assert Config(report_to="none").report_to == "none"
+
+
+def test_a_run_trains_and_evaluates_on_reasoning_gym_items_with_rule_agents(cfg_of):
+    """Plumbing: a reasoning-gym dataset as the tasks of training, assisted rollouts (the rule
+    agents read the steps its metadata gives) and the held-out evaluation."""
+    cfg = cfg_of(tasks="reasoning_gym:chain_sum", task_settings={"chain_sum": {"size": 8, "test_size": 4, "max_terms": 3}},
+                 train_tiers=["chain_sum"], heldout_tiers=["chain_sum"])
+    hist = trainer.train(cfg, progress=False)
+    assert [m["step"] for m in hist] == [0, 1, 2] and "eval/pass1/chain_sum" in hist[-1]
+    assert hist[-1]["train/consult_rate"] is not None

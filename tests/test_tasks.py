@@ -4,6 +4,7 @@ import sys
 import pytest
 from conftest import ROOT
 
+from aipo_lite.config import Config, ConfigError
 from aipo_lite.tasks.loading import DATA_DIR, TaskFormatError, by_tier, load_knowledge, load_tasks
 
 TIERS = {"add1d", "add2d", "mul1x2", "add3", "expr3", "units"}
@@ -229,3 +230,52 @@ def test_explicit_tiers_are_never_widened_and_missing_ones_name_the_field(tmp_pa
     user = Config(tasks=str(_write(tmp_path, GSM8K_ROWS)), heldout_tiers=["add3"])
     with pytest.raises(ConfigError, match=r"^heldout_tiers=\['add3'\]: tiers=\['add3'\] not found .*heldout_tiers=\[\]"):
         from_config(user, "test", user.heldout_tiers)
+
+
+# --- reasoning-gym as a task source (tasks/reasoning_gym.py) ---------------------------------
+
+def _rg(**kw):
+    return Config(tasks="reasoning_gym:chain_sum,leg_counting,products", train_tiers=[], heldout_tiers=[],
+                  eval_tiers=[], probe_tiers=[], g_asst=0, **kw)  # leg_counting has no steps for rule agents
+
+
+def test_reasoning_gym_items_are_tiers_by_dataset_with_disjoint_splits_and_settings():
+    from aipo_lite.tasks.loading import from_config
+    cfg = _rg(task_settings={"chain_sum": {"size": 40, "test_size": 30, "min_terms": 2, "max_terms": 2},
+                             "leg_counting": {"size": 20, "test_size": 10}, "products": {"size": 10, "test_size": 5}})
+    train, test = from_config(cfg, "train", cfg.train_tiers), from_config(cfg, "test", cfg.heldout_tiers)
+    assert [sum(t.kind == k for t in train) for k in ("chain_sum", "leg_counting", "products")] == [40, 20, 10]
+    assert 0 < sum(t.kind == "chain_sum" for t in test) <= 30
+    assert not {t.question for t in train} & {t.question for t in test}
+    assert len({t.id for t in train + test}) == len(train) + len(test)
+    for t in (t for t in train if t.kind == "chain_sum"):  # the dataset's own settings reach it: 2 terms
+        assert t.meta["entry"]["metadata"]["num_terms"] == 2 and t.steps[-1].endswith(f"= {t.answer}")
+    again = load_tasks("reasoning_gym:chain_sum", "train", settings={"chain_sum": {"size": 40, "min_terms": 2, "max_terms": 2}})
+    assert [t.question for t in again] == [t.question for t in train if t.kind == "chain_sum"]  # seeded: the same items
+
+
+def test_reasoning_gym_reward_is_the_datasets_score_answer_on_the_kits_extracted_answer():
+    from aipo_lite.tasks.loading import from_config
+    from aipo_lite.tasks.rewards import task_reward
+    cfg = _rg(task_settings={k: {"size": 5, "test_size": 5} for k in ("chain_sum", "leg_counting", "products")})
+    for t in from_config(cfg, "test", cfg.heldout_tiers):
+        assert task_reward(t, f"Some work.\nAnswer: {t.answer}\nmore") == 1.0, t
+        assert task_reward(t, f"Answer: {int(t.answer) + 1}") == 0.0 and task_reward(t, "no answer") == 0.0
+        if abs(int(t.answer)) >= 1000:  # thousands separators, as the model may write them
+            assert task_reward(t, f"Answer: {int(t.answer):,}") == 1.0
+
+
+def test_reasoning_gym_bad_input_names_the_field():
+    from aipo_lite.tasks.loading import from_config
+    with pytest.raises(ConfigError, match="tasks: 'no_such_set' is not a reasoning-gym dataset"):
+        from_config(Config(tasks="reasoning_gym:no_such_set", train_tiers=[]), "train", [])
+    with pytest.raises(ConfigError, match=r"task_settings\['chain_sum'\]"):
+        from_config(Config(tasks="reasoning_gym:chain_sum", train_tiers=[], task_settings={"chain_sum": {"max_terms": "x"}}), "train", [])
+    with pytest.raises(ConfigError, match="not a number"):
+        from_config(Config(tasks="reasoning_gym:word_sorting", train_tiers=[], task_settings={"word_sorting": {"size": 3}}), "train", [])
+    with pytest.raises(ConfigError, match="task_settings"):
+        Config(task_settings={"chain_sum": {"size": 0}})
+    with pytest.raises(ConfigError, match="agent_backend='rule'.*leg_counting"):  # no steps for the rule agents
+        from_config(Config(tasks="reasoning_gym:leg_counting", train_tiers=[], task_settings={"leg_counting": {"size": 3}}), "train", [])
+    assert from_config(Config(tasks="reasoning_gym:leg_counting", train_tiers=[], g_asst=0,
+                              task_settings={"leg_counting": {"size": 3}}), "train", [])

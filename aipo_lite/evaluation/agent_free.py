@@ -22,7 +22,7 @@ from aipo_lite.config import Config
 from aipo_lite.engine.sampling import sample
 from aipo_lite.tasks.loading import Task
 from aipo_lite.tasks.prompts import agent_free_prompt
-from aipo_lite.tasks.rewards import score
+from aipo_lite.tasks.rewards import task_reward
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -117,7 +117,7 @@ def evaluate(policy, tasks: list[Task], cfg: Config, progress: bool = True,
         batch_size=cfg.eval_batch_size, seed=cfg.seed, progress=progress, desc="evaluate")
     problems = []
     for task, outs in zip(tasks, completions):
-        rewards = [score(c.text, task.answer, cfg.reward_mode) for c in outs]
+        rewards = [task_reward(task, c.text, cfg.reward_mode) for c in outs]
         problems.append({
             "id": task.id, "kind": task.kind, "answer": task.answer, "n": len(outs),
             "correct": int(sum(rewards)),

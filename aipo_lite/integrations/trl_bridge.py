@@ -51,7 +51,7 @@ from aipo_lite.records import Prov, TrainSeq
 from aipo_lite.rollout import groups as kit_rollout
 from aipo_lite.tasks.loading import from_config
 from aipo_lite.tasks.prompts import agent_free_prompt
-from aipo_lite.tasks.rewards import score
+from aipo_lite.tasks.rewards import task_reward
 from aipo_lite.training.tracking import backends
 from aipo_lite.training.trainer import assign_advantages
 
@@ -193,7 +193,7 @@ class AIPOGRPOTrainer(GRPOTrainer):
             task = rows[i][0]
             r = kit_rollout.Rollout(task, False, p, list(c), [Prov.POLICY] * len(c), list(lp), [math.nan] * len(c),
                                     tok.decode(c, skip_special_tokens=True), "eos", [])
-            r.reward = score(r.text, task.answer, cfg.reward_mode)
+            r.reward = task_reward(task, r.text, cfg.reward_mode)
             out[i] = r
 
     def kit_rollouts(self, prompts: list) -> dict:

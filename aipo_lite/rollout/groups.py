@@ -29,7 +29,7 @@ from aipo_lite.rollout.consult import Assist
 from aipo_lite.rollout.detector import Detector
 from aipo_lite.tasks.loading import Task
 from aipo_lite.tasks.prompts import SYSTEM, agent_free_prompt, render
-from aipo_lite.tasks.rewards import score
+from aipo_lite.tasks.rewards import task_reward
 
 GUIDANCE_FORMS = ("tagged", "inline")
 
@@ -129,7 +129,7 @@ def rollout_group(policy, tasks: list[Task], agents: dict[str, Guarded], detecto
         r = Rollout(task, assisted, prompt, ids, [Prov.POLICY] * n + row.prov, [float("nan")] * n + row.logprobs,
                     [float("nan")] * n + row.entropies, tok.decode(ids, skip_special_tokens=True),
                     row.finished, row.state.consults, prefix_len=n)
-        r.reward = score(_final_text(r, tok), task.answer, reward_mode)
+        r.reward = task_reward(task, _final_text(r, tok), reward_mode)
         groups[i].append(r)
     return groups, stats
 
@@ -160,7 +160,7 @@ def continue_rollouts(policy, starts: list[tuple[Rollout, int]], temperature: fl
         c = Rollout(r.task, helped, r.prompt_ids, ids, r.prov[:at] + row.prov, r.logprobs[:at] + row.logprobs,
                     r.entropies[:at] + row.entropies, tok.decode(ids, skip_special_tokens=True), row.finished,
                     [], prefix_len=at)
-        c.reward = score(_final_text(c, tok), r.task.answer, reward_mode)
+        c.reward = task_reward(r.task, _final_text(c, tok), reward_mode)
         out.append(c)
     return out
 

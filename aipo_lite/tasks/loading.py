@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aipo_lite.config import TIER_FIELDS, TIERS, ConfigError
+from aipo_lite.tasks import reasoning_gym
 from aipo_lite.tasks.hf_datasets import hf_rows, hf_source
 from aipo_lite.tasks.rewards import score
 
@@ -58,18 +59,22 @@ class Task:
 
 def load_tasks(source: str | os.PathLike = "synth", split: str = "test", tiers=None,
                limit_per_tier: int = 0, fields: dict | None = None, test_fraction: float = 0.2,
-               split_seed: int = 0) -> list[Task]:
+               split_seed: int = 0, settings: dict | None = None) -> list[Task]:
     """Tasks of one split from a built-in suite name, a folder, a '{split}' path or a JSONL file.
 
     split: 'train' or 'test' (see the module doc for how a single file is split).
     tiers: keep only these `kind`s (None or [] = all); an unknown tier raises.
     limit_per_tier: keep the first N of each tier (0 = all), in file order.
     fields: map our field name -> the name in your file, e.g. {"question": "problem"}.
+    settings: per-dataset settings of a `reasoning_gym:` source (tasks/reasoning_gym.py).
     """
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not valid; choose one of {list(SPLITS)}")
-    hf = None if str(source) in SUITES else hf_source(source, split)
-    if hf is not None:  # a Hugging Face dataset folder (save_to_disk) or parquet files
+    hf = None if str(source) in SUITES or reasoning_gym.is_source(source) else hf_source(source, split)
+    if reasoning_gym.is_source(source):  # generated items, split by seed (no file)
+        path, whole_file = Path(str(source)), False
+        tasks = reasoning_gym.load(str(source), split, settings or {}, split_seed)
+    elif hf is not None:  # a Hugging Face dataset folder (save_to_disk) or parquet files
         path, whole_file = Path(str(source)), False
         tasks = [_parse_obj(f"{source} [{split}] row {i}", row, fields or {}, f"{split}-{i}")
                  for i, row in enumerate(hf_rows(hf, source, split), start=1)]
@@ -110,10 +115,16 @@ def from_config(cfg, split: str, tiers=None, limit_per_tier: int = 0, field: str
     if cfg.tasks != "synth" and list(tiers or []) == list(TIERS):
         tiers = []
     try:
-        return load_tasks(cfg.tasks, split, tiers, limit_per_tier, fields=cfg.task_fields,
-                          test_fraction=cfg.task_test_fraction, split_seed=cfg.task_split_seed)
+        tasks = load_tasks(cfg.tasks, split, tiers, limit_per_tier, fields=cfg.task_fields,
+                           test_fraction=cfg.task_test_fraction, split_seed=cfg.task_split_seed,
+                           settings=cfg.task_settings)
     except UnknownTiers as e:
         raise ConfigError(f"{field}={list(tiers)!r}: {e}; set {field}=[] for all kinds") from e
+    stepless = sorted({t.kind for t in tasks if not t.steps})
+    if reasoning_gym.is_source(cfg.tasks) and split == "train" and cfg.agent_backend == "rule" and cfg.g_asst and stepless:
+        raise ConfigError(f"agent_backend='rule': the rule agents need reference steps, and reasoning-gym's {stepless} "
+                          "give none; use agent_backend='hf' or 'openai' (the answer is their privileged context), or g_asst=0")
+    return tasks
 
 
 def _split_path(source, split: str) -> tuple[Path, bool]:

@@ -77,3 +77,12 @@ def score(completion: str, answer, mode: str = "strict") -> float:
     """1.0 if the completion's committed answer equals `answer`, else 0.0."""
     predicted = extract_answer(completion, mode)
     return float(predicted is not None and is_equivalent(predicted, str(answer)))
+
+
+def task_reward(task, completion: str, mode: str = "strict") -> float:
+    """The task's reward for a completion: `score` against its answer, or, for a reasoning-gym
+    item, that dataset's own score_answer on the extracted answer (tasks/reasoning_gym.py)."""
+    if "reasoning_gym" in task.meta:
+        from aipo_lite.tasks.reasoning_gym import reward
+        return reward(task, extract_answer(completion, mode))
+    return score(completion, task.answer, mode)
