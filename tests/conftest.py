@@ -78,6 +78,13 @@ def tiny_model_dir(tmp_path_factory):
     return make_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
+@pytest.fixture(scope="session")
+def tiny_gemma_dir(tmp_path_factory):
+    """A tiny randomly initialised Gemma 3 (sliding-window + global layers, no chat template)."""
+    from aipo_lite.integrations.trl_compare import make_tiny_model
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-gemma3"), family="gemma3")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

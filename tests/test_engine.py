@@ -281,3 +281,21 @@ def test_hooks_due_in_one_step_run_concurrently_on_a_pool_with_the_same_result(t
     assert out[True][1] == out[False][1]
     assert all(r[2] == "stop" and r[1][3:3 + len(extra)] == [Prov.AGENT] * len(extra) for r in out[True][1])
     assert out[True][0] < out[False][0] / 2  # 8 rows' hooks per step overlap
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["eager", "static"])
+def test_a_sliding_window_model_decodes_as_transformers_generate_and_is_refused_beyond_its_window(tiny_gemma_dir, static):
+    """Gemma 3's architecture (sliding-window and global layers): the engine's caches keep every
+    position, so within the window greedy decoding of a batch with a shared prefix equals
+    generate() one prompt at a time; a batch that would outgrow the window is refused (left
+    padding shifts cache columns, where the model's masks count the window)."""
+    policy = load_policy(Config(model=tiny_gemma_dir, lora_r=0, dtype="float32"))
+    tok, model = policy.tokenizer, policy.model
+    tasks = load_tasks("synth", "test", tiers=["add3", "units"], limit_per_tier=2)
+    prompts = [tok.encode(agent_free_prompt(tok, t.question), add_special_tokens=False) for t in tasks]
+    rows = [Row(p, 12) for p in prompts]
+    engine.run(model, tok, rows, temperature=0, static_step=static)
+    for p, row in zip(prompts, rows):
+        assert row.ids == _generate_greedy(model, p, 12)
+    with pytest.raises(ValueError, match="sliding window \\(512 tokens\\)"):
+        engine.run(model, tok, [Row(p, 512) for p in prompts], temperature=0, static_step=static)

@@ -98,6 +98,19 @@ def device_generator(generator: "torch.Generator | int | None", device) -> torch
 STATIC_MAX_SLOTS = 512
 
 
+def check_window(model, rows: list[Row], extra: int) -> None:
+    """A model with sliding-window layers (Gemma 3) decodes exactly only while a batch's cache
+    stays within the window: the engine keeps every position and the model's masks apply the
+    window in cache columns, which left padding shifts. Refused beyond it (ValueError)."""
+    conf = getattr(model, "config", None)
+    window = getattr(conf, "sliding_window", None) if "sliding_attention" in (getattr(conf, "layer_types", None) or []) else None
+    need = max(len(r.prompt_ids) for r in rows) + _room(rows, extra)
+    if window and need > window:
+        raise ValueError(f"prompts of up to {max(len(r.prompt_ids) for r in rows)} tokens plus {_room(rows, extra)} "
+                         f"to generate exceed the model's sliding window ({window} tokens): the kit's engine decodes "
+                         "sliding-window models only within it; shorten the prompts or the token budgets")
+
+
 def _room(rows: list[Row], extra: int) -> int:
     """Positions a batch is first given beyond its prompts: sampled tokens, the caller's
     estimate of forced ones (`extra_room`), 16 spare; the static step grows past it if needed
@@ -193,6 +206,7 @@ def run(model, tokenizer, rows: list[Row], temperature: float = 1.0, top_p: floa
     stats = {"steps": 0, "policy_tokens": 0, "forced_tokens": 0}
     if not waiting:
         return stats
+    check_window(model, waiting, extra_room)
     static = device.type == "cuda" if static_step is None else static_step
     size = max_batch or (min(len(waiting), STATIC_MAX_SLOTS) if static else len(waiting))
     live, waiting = waiting[:size], waiting[size:]

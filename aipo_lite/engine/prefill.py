@@ -13,6 +13,7 @@ of an 8.4-8.9 s fp32 sampling batch; in buckets 1.5-1.6 s (bf16: 3.2 -> 2.2 s).
 from __future__ import annotations
 
 import torch
+from transformers import DynamicCache
 
 from aipo_lite.engine.kv_cache import GrowingCache, GrowingLayer
 
@@ -149,7 +150,9 @@ def prefix_cache(model, ids: torch.Tensor, groups, n_prefix: int, cache: Growing
     """Fill the prefix region [rows, heads, n_prefix, dim] of `cache`: each group's prefix is run
     once (batch 1) and copied to its rows, right-aligned; the left padding is zeros, masked out."""
     for rows_, n in groups:
-        pkv = model(ids[rows_[:1], n_prefix - n:n_prefix], use_cache=True,
+        # an explicit config-less cache keeps every position in every layer (the model's own would
+        # keep only a sliding-window layer's last window: Gemma 3); the masks apply the window
+        pkv = model(ids[rows_[:1], n_prefix - n:n_prefix], use_cache=True, past_key_values=DynamicCache(),
                     logits_to_keep=last_position(n, ids.device)).past_key_values if n else None
         idx = torch.tensor(rows_, device=ids.device)
         for i, mine in enumerate(cache.layers):

@@ -17,17 +17,26 @@ from aipo_lite.training.logprobs import micro_batches
 from aipo_lite.training.trainer import assign_advantages, micro_batch_loss
 
 
-def make_tiny_model(path: str | Path, seed: int = 0) -> str:
-    """A 2-layer, 32-wide random Llama with SmolLM2's tokenizer, saved at `path` (plumbing only:
-    it solves nothing)."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+def make_tiny_model(path: str | Path, seed: int = 0, family: str = "llama") -> str:
+    """A 2-layer, 32-wide random model with SmolLM2's tokenizer, saved at `path` (plumbing only:
+    it solves nothing). family 'llama' (SmolLM2's architecture, with its chat template) or
+    'gemma3' (Gemma 3's architecture: sliding-window (512 tokens, as the real one) and global layers, no chat
+    template, as Gemma 3 270M base)."""
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
 
     tok = AutoTokenizer.from_pretrained(resolve_model_path(Config()))
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    LlamaForCausalLM(cfg).save_pretrained(path)
+    ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    if family == "gemma3":
+        cfg = Gemma3TextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                               num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=512,
+                               sliding_window=512, layer_types=["sliding_attention", "full_attention"], **ids)
+        model = Gemma3ForCausalLM(cfg)
+        tok.chat_template = None  # a base model: the prompts' plain format
+    else:
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, **ids))
+    model.save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
 

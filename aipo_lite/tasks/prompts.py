@@ -1,7 +1,8 @@
 """How a task becomes the policy's prompt.
 
 The agent-free prompt is what the policy sees at evaluation and in independent rollouts:
-the chat template with a short system prompt that asks to end with `Answer: <number>`, and,
+the chat template (a plain `Question:` / `Solution:` transcript for a base model without one)
+with a short system prompt that asks to end with `Answer: <number>`, and,
 with prompt_style='one_shot' (default), one worked single-step example as a previous chat
 turn. The prompt is kept short: on CPU, prefilling it is a large share of sampling time. SmolLM2-135M almost never follows the answer format
 zero-shot (docs/environment.md). The example is deliberately a single step, so it does
@@ -32,8 +33,22 @@ def agent_free_messages(question: str, style: str = "one_shot", kind: str = "") 
 
 
 def render(tokenizer, messages: list[dict]) -> str:
-    """Chat-template text ending where the assistant's reply starts."""
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    """Text ending where the assistant's reply starts: the model's chat template when it has one;
+    for a base model without one, a plain few-shot transcript (`plain`)."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return plain(tokenizer, messages)
+
+
+def plain(tokenizer, messages: list[dict]) -> str:
+    """The plain format of a model without a chat template: the system text, then each turn as
+    `Question: ...` / `Solution:` lines, ending with an open `Solution:` line; the tokenizer's
+    BOS first when it would add one itself (the kit encodes prompt text without special tokens)."""
+    bos = tokenizer.bos_token or ""
+    if not bos or tokenizer("x", add_special_tokens=True)["input_ids"][:1] != [tokenizer.bos_token_id]:
+        bos = ""
+    return bos + "".join(f"Question: {m['content']}\nSolution:\n" if m["role"] == "user" else m["content"] + "\n\n"
+                         for m in messages)
 
 
 def agent_free_prompt(tokenizer, question: str, style: str = "one_shot", kind: str = "") -> str:

@@ -46,8 +46,8 @@ def sequence_logprobs(model, seqs: list[TrainSeq], temperature: float, device,
     cache = None
     if n:
         from transformers import DynamicCache
-        pkv = model(input_ids=ids[:1, :n], position_ids=pos[:1, :n], use_cache=True,
-                    logits_to_keep=last_position(n, device)).past_key_values
+        pkv = model(input_ids=ids[:1, :n], position_ids=pos[:1, :n], use_cache=True, past_key_values=DynamicCache(),
+                    logits_to_keep=last_position(n, device)).past_key_values  # every position kept (prefill.prefix_cache)
         cache = DynamicCache()
         for i, layer in enumerate(pkv.layers):
             cache.update(layer.keys.expand(B, -1, -1, -1), layer.values.expand(B, -1, -1, -1), i)

