@@ -39,8 +39,11 @@ EXPLORE = dict(train_tiers=["add3"], train_problems_per_tier=0, heldout_tiers=["
 # tier no arm trains (mul1x2: what training cost the base's breadth).
 MIXED = {**EXPLORE, "train_tiers": ["add3", "recall"], "train_problems_per_tier": 12,
          "heldout_tiers": ["add3", "recall_t", "recall_use", "mul1x2"]}
+# `headline_gemma`: the headline protocol with a second policy family, Gemma 3 270M base (no chat template).
+HEADLINE_GEMMA = {**HEADLINE, "model": "gemma3-270m"}
 # `headline_use`: the headline runs evaluated on `recall_use` (the facts inside sums never trained).
-CLAIM_PROTOCOLS = {"headline": HEADLINE, "explore": EXPLORE, "mixed": MIXED, "boundary": {**EXPLORE, "grid_eval_n": 128},
+CLAIM_PROTOCOLS = {"headline": HEADLINE, "explore": EXPLORE, "mixed": MIXED, "headline_gemma": HEADLINE_GEMMA,
+                   "boundary": {**EXPLORE, "grid_eval_n": 128},
                    "headline_use": {**HEADLINE, "heldout_tiers": ["recall_use"]}}
 CLAIM_RUNS_OF = {"boundary": "explore", "headline_use": "headline"}  # protocols that only evaluate others' runs
 # The demo's slice of the method grid: the headline protocol itself (no overrides), seed 0, so
