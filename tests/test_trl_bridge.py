@@ -63,6 +63,9 @@ def test_bridge_refuses_the_parts_it_cannot_carry_naming_the_field():
     args = trl_bridge.grpo_config(Config(prompts_per_step=4, g_ind=2, g_asst=2, micro_batch_size=4), "/tmp/x", 2)
     assert (args.num_generations, args.per_device_train_batch_size, args.gradient_accumulation_steps) == (4, 4, 2)
     assert args.steps_per_generation == 2 and args.lr_scheduler_type == "constant" and not args.gradient_checkpointing
+    assert args.report_to == []  # report_to="none": TRL logs to no tracker
+    tracked = trl_bridge.grpo_config(Config(report_to="tensorboard"), "/tmp/x/run-a", 1)  # the kit's report_to, passed on
+    assert tracked.report_to == ["tensorboard"] and tracked.run_name == "run-a"
 
 
 def _launch(out: Path, model: str, procs: int, *extra: str, timeout: int = 900) -> None:
