@@ -28,10 +28,11 @@ ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
 ap.add_argument("--root", default="", help="runs folder (default runs/claims/<protocol whose runs it uses>)")
 ap.add_argument("--threads", type=int, default=0, help="torch threads per run (1: two grids side by side on 2 cores)")
 ap.add_argument("--dtype", default="auto")
+ap.add_argument("--report-to", default="none", help="trackers of every run, e.g. tensorboard (docs/metrics.md)")
 args = ap.parse_args()
 try:
     claims.run(args.protocol, args.arms, args.seeds, args.root or f"runs/claims/{CLAIM_RUNS_OF.get(args.protocol, args.protocol)}",
                f"results/claims_{args.protocol}.json", " ".join([".venv/bin/python", *sys.argv]), args.threads,
-               args.dtype, log=lambda s: print(s, flush=True))
+               args.dtype, log=lambda s: print(s, flush=True), report_to=args.report_to)
 except ValueError as e:
     raise SystemExit(str(e))

@@ -174,11 +174,12 @@ def finished(cfg, arm: str, seeds: list[int], root) -> bool:
 
 
 def run(protocol: str, arms: list[str], seeds: list[int], root, path, command: str, threads: int = 0,
-        dtype: str = "auto", log=print, subprocess_runs: bool = True) -> dict:
+        dtype: str = "auto", log=print, subprocess_runs: bool = True, report_to: str = "none") -> dict:
     """Train `arms` x `seeds` of a claims protocol under root, one arm at a time (resumable), and
     after each arm rewrite the result file at `path` with every finished arm of this call or of
     the file already there (evaluated agent-free, cached per adapter). Protocols that only
-    evaluate others' runs (presets.CLAIM_RUNS_OF) refuse arms that have not finished there."""
+    evaluate others' runs (presets.CLAIM_RUNS_OF) refuse arms that have not finished there.
+    `report_to`: trackers of every run (one project per protocol, one run per arm x seed)."""
     import json
     from pathlib import Path
 
@@ -190,7 +191,7 @@ def run(protocol: str, arms: list[str], seeds: list[int], root, path, command: s
     bad = [a for a in arms if a not in ARMS]
     if bad:
         raise ValueError(f"arms={bad} are not arms; choose from {list(ARMS)}")
-    cfg = protocol_config(protocol, num_threads=threads, dtype=dtype)
+    cfg = protocol_config(protocol, num_threads=threads, dtype=dtype, report_to=report_to, report_project=f"claims_{protocol}")
     path, record = Path(path), None
     for arm in arms:
         if protocol in CLAIM_RUNS_OF and not finished(cfg, arm, seeds, root):
