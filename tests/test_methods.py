@@ -281,3 +281,22 @@ def test_grid_intervals_hold_the_seed_spread_and_differences_say_when_they_exclu
     assert d["good"]["beyond_interval"] and not d["same"]["beyond_interval"] and not d["one_seed"]["beyond_interval"]
     with pytest.raises(ValueError, match=r"arm='nope' is not valid"):
         grid.arm_config(Config(), "nope", 0, "/tmp")
+
+
+def test_every_grid_arm_keeps_the_rollouts_per_step_and_the_algorithm_arms_change_only_that():
+    """Equal budget: every arm samples the base's G rollouts per prompt (ARPO's branches and
+    RRL's replays included); drgrpo/dapo/rloo are GRPO's arm with another algorithm, and their
+    aipo_ arms AIPO's."""
+    from aipo_lite.arms import ARMS, OTHER_ALGORITHMS
+    from aipo_lite.experiments import grid
+    base = Config.from_profile("demo")
+    g = base.g_ind + base.g_asst
+    for arm in ARMS:
+        c = grid.arm_config(base, arm, 0, "/tmp/r")
+        assert c.g_ind + c.g_asst + c.arpo_branches == g, arm
+    for a in OTHER_ALGORITHMS:
+        plain, aipo = grid.arm_config(base, a, 0, "/tmp/r"), grid.arm_config(base, f"aipo_{a}", 0, "/tmp/r")
+        grpo, ref = grid.arm_config(base, "grpo", 0, "/tmp/r"), grid.arm_config(base, "aipo", 0, "/tmp/r")
+        assert plain.algorithm == aipo.algorithm == a
+        assert {**plain.to_dict(), "algorithm": "grpo", "run_dir": ""} == {**grpo.to_dict(), "run_dir": ""}
+        assert {**aipo.to_dict(), "algorithm": "grpo", "run_dir": ""} == {**ref.to_dict(), "run_dir": ""}
