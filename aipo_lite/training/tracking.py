@@ -10,7 +10,9 @@ every arm × seed of a grid), and its config the run's Config. Nothing leaves th
 - `tensorboard`: event files in `<run_dir>/tensorboard` (`tensorboard --logdir <run_dir>/..`);
 - `wandb`: offline mode (`WANDB_MODE=offline`), files in `<run_dir>/wandb` (`wandb sync` uploads
   them later if you want); a resumed run continues the same wandb run id;
-- `trackio`: its local database (`TRACKIO_DIR`, default ~/.cache/huggingface/trackio).
+- `trackio`: its local database (`TRACKIO_DIR`, default ~/.cache/huggingface/trackio); its API
+  (init/log/finish) read from trackio 0.43, not tested here (it pins pillow < 13, this
+  environment has 13).
 
 metrics.jsonl stays the record the kit reads; a tracker that fails to start raises before the
 first step, naming the backend and the package to install (the `track` extra).
@@ -101,7 +103,7 @@ class _Trackio:
 
 def open_log(cfg, run: Path) -> MetricsLog:
     """The run's metrics log with the trackers of cfg.report_to started (config logged once)."""
-    config = {k: v for k, v in cfg.to_dict().items()}
+    config = cfg.to_dict()
     run_id = hashlib.sha256(str(run.resolve()).encode()).hexdigest()[:16]  # a resumed run continues its tracker run
     made = {"tensorboard": lambda: _TensorBoard(run, config), "wandb": lambda: _Wandb(run, config, cfg.report_project, run_id),
             "trackio": lambda: _Trackio(run, config, cfg.report_project)}
