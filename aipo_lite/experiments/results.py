@@ -56,10 +56,27 @@ def save(path: str | Path, results: dict, *, name: str, title: str, command: str
     record = {"name": name, "title": title, "command": command, "date": date.today().isoformat(),
               "machine": machine(), "dtype": dtype, "seeds": list(seeds), "protocol": protocol, "tiers": tiers,
               "ks": ks, "source": "measured", "kit": kit(), "evals": evals,
-              "s_per_step": {arm: c["s_per_step"] for arm, c in grid.cost(results).items()}, "notes": notes or []}
+              "s_per_step": {arm: c["s_per_step"] for arm, c in grid.cost(results).items()},
+              "curves": curves(results), "notes": notes or []}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(record, indent=1) + "\n")
     return record
+
+
+def curves(results: dict) -> dict:
+    """{arm: {step: held-out pass@1 of the runs' train-time evaluations, mean over seeds}} at the
+    steps every seed evaluated: whether a run was still moving when it stopped."""
+    out = {}
+    for arm, res in results.items():
+        hists = [h for h in res["metrics"] if h]
+        by_step: dict[int, list[float]] = {}
+        for h in hists:
+            for m in h:
+                if isinstance(m.get("eval/pass1"), (int, float)):
+                    by_step.setdefault(m["step"], []).append(m["eval/pass1"])
+        if hists and by_step:
+            out[arm] = {str(s): sum(v) / len(v) for s, v in sorted(by_step.items()) if len(v) == len(hists)}
+    return out
 
 
 def as_results(record: dict) -> dict:
@@ -98,6 +115,9 @@ def section(record: dict) -> str:
         body += ["", "Differences (pass@1, 95 % two-level bootstrap of the difference):", ""]
         body += [f"- {d['arm']} − {d['minus']} on `{d['tier']}`: {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
                  + (" — beyond the interval" if d.get("beyond_interval") else " — within noise") for d in diffs]
+    if record.get("curves"):
+        body += ["", "Held-out pass@1 during training (the runs' own small evaluation, mean over seeds), by step:", ""]
+        body += [f"- {arm}: " + ", ".join(f"{s} → {v:.2f}" for s, v in c.items()) for arm, c in record["curves"].items() if c]
     notes = [f"- {n}" for n in record.get("notes", [])]
     return "\n".join(head + body + ([""] + notes if notes else []))
 
