@@ -351,3 +351,12 @@ def test_a_second_model_family_without_a_chat_template_trains_resumes_and_evalua
     policy = load_trained(cfg, cfg.run_dir)
     assert agent_free_prompt(policy.tokenizer, "What is 1 + 2?").endswith("Question: What is 1 + 2?\nSolution:\n")
     assert evaluate(policy, load_tasks("synth", "test", tiers=["add3"], limit_per_tier=2), cfg, progress=False).problems
+
+
+def test_a_field_added_later_keeps_old_folder_names_until_it_is_set(cfg_of):
+    """task_settings came after run folders were named by their settings: at its default it is
+    not part of the record (so not of the key), and older folders resume under their names."""
+    plain, gym = cfg_of(), cfg_of(task_settings={"chain_sum": {"size": 5}})
+    assert "task_settings" not in runinfo.training(plain, [])
+    assert runinfo.training(gym, [])["task_settings"] == {"chain_sum": {"size": 5}}
+    assert runinfo.key(runinfo.training(plain, [])) != runinfo.key(runinfo.training(gym, []))

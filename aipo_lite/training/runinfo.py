@@ -58,6 +58,10 @@ NOT_TRAINING = frozenset({
     "sampler_weights",
 })
 RUN_FILE = "run.json"
+# Training fields added after run folders were first named by their settings: recorded (and so
+# hashed into the folder's key) only when they differ from the value that reproduces the earlier
+# behaviour, so a folder trained before the field existed keeps its name and resumes.
+LATER_FIELDS = {"task_settings": {}}
 
 
 def _json(value):
@@ -92,7 +96,8 @@ def tasks_fingerprint(tasks: list) -> dict:
 
 def training(cfg: Config, train_tasks: list) -> dict:
     """The training fields of `cfg`, resolved (dtype, model file, training tasks)."""
-    fields = {k: _json(v) for k, v in cfg.to_dict().items() if k not in NOT_TRAINING}
+    fields = {k: _json(v) for k, v in cfg.to_dict().items()
+              if k not in NOT_TRAINING and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
     dtype = resolve_dtype(cfg.dtype, resolve_device(cfg.device))
     return {**fields, "dtype": str(dtype).removeprefix("torch."), "model_file": model_file(cfg),
             "train_tasks": tasks_fingerprint(train_tasks)}
