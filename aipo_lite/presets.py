@@ -39,10 +39,15 @@ EXPLORE = dict(train_tiers=["add3"], train_problems_per_tier=0, heldout_tiers=["
 # tier no arm trains (mul1x2: what training cost the base's breadth).
 MIXED = {**EXPLORE, "train_tiers": ["add3", "recall"], "train_problems_per_tier": 12,
          "heldout_tiers": ["add3", "recall_t", "recall_use", "mul1x2"]}
+# `gym`: the explore protocol on a reasoning-gym dataset where the base policy's pass@1 is ~0.2
+# (basic_arithmetic, 2-3 one-digit terms, + and -; results/base_reasoning_gym.json).
+GYM = {**EXPLORE, "tasks": "reasoning_gym:basic_arithmetic", "train_tiers": ["basic_arithmetic"],
+       "heldout_tiers": ["basic_arithmetic"], "task_settings": {"basic_arithmetic": {
+           "max_terms": 3, "max_digits": 1, "operators": ["+", "-"], "allow_parentheses": False, "allow_negation": False}}}
 # `headline_gemma`: the headline protocol with a second policy family, Gemma 3 270M base (no chat template).
 HEADLINE_GEMMA = {**HEADLINE, "model": "gemma3-270m"}
 # `headline_use`: the headline runs evaluated on `recall_use` (the facts inside sums never trained).
-CLAIM_PROTOCOLS = {"headline": HEADLINE, "explore": EXPLORE, "mixed": MIXED, "headline_gemma": HEADLINE_GEMMA,
+CLAIM_PROTOCOLS = {"headline": HEADLINE, "explore": EXPLORE, "mixed": MIXED, "headline_gemma": HEADLINE_GEMMA, "gym": GYM,
                    "boundary": {**EXPLORE, "grid_eval_n": 128},
                    "headline_use": {**HEADLINE, "heldout_tiers": ["recall_use"]}}
 CLAIM_RUNS_OF = {"boundary": "explore", "headline_use": "headline"}  # protocols that only evaluate others' runs

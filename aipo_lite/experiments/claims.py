@@ -29,6 +29,8 @@ CLAIMS: list[dict] = [
          arm="aipo", ref="grpo", tier="recall_t", k=1, why=_HEAD),
     dict(claim="AIPO improves on its base algorithm (GRPO) where the policy explores", file="claims_explore",
          arm="aipo", ref="grpo", tier="add3", k=1, why=_EXPL),
+    dict(claim="AIPO improves on GRPO on a reasoning-gym dataset", file="claims_gym", arm="aipo", ref="grpo",
+         tier="basic_arithmetic", k=1, why="reasoning-gym `basic_arithmetic` (2-3 one-digit terms, + and -): base pass@1 ~0.2"),
     dict(claim="AIPO improves on GRPO with another policy family (Gemma 3 270M base, no chat template)",
          file="claims_headline_gemma", arm="aipo", ref="grpo", tier="recall_t", k=1, why=_HEAD),
     *[dict(claim=f"AIPO improves on {name} as base algorithm", file="claims_headline", arm=f"aipo_{algo}",
