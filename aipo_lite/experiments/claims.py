@@ -72,8 +72,8 @@ CLAIM_INTRO = [
     "every arm's numbers). Verdict: **holds** when the 95 % two-level interval of the difference",
     "(arm − reference, agent-free, held-out problems) excludes 0 in the claimed direction, **does not",
     "hold** when it excludes 0 the other way, **inconclusive at this scale** otherwise. Arms of one",
-    "file sample the same number of rollouts per step. s/step is measured with one thread per run,",
-    "two runs side by side on 2 cores: compare arms of one file, not machines.",
+    "file sample the same number of rollouts per step. s/step is measured with one thread per run, two",
+    "or three runs side by side on 2 cores: a rough cost; compare arms of one file, not machines.",
 ]
 
 
