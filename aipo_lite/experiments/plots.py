@@ -241,7 +241,7 @@ VERDICT_COLOURS = {"holds": "C2", "does not hold": "C3", "inconclusive at this s
 def plot_claims(rows: list[dict]):
     """Each claim's difference (arm − reference) with its 95 % interval, coloured by verdict
     (claims.evaluate_all); claims not run yet are listed but have no bar."""
-    fig, ax = plt.subplots(figsize=(9, 0.38 * len(rows) + 1.2))
+    fig, ax = plt.subplots(figsize=(11, 0.34 * len(rows) + 1.2))
     for i, r in enumerate(rows):
         y = len(rows) - 1 - i
         if "diff" in r:
@@ -250,8 +250,9 @@ def plot_claims(rows: list[dict]):
         else:
             ax.text(0, y, "not run yet", ha="center", va="center", fontsize=7, color="0.5")
     ax.axvline(0, color="0.3", lw=0.8)
-    ax.set_yticks(range(len(rows)), [f"{r['claim'][:60]} ({r['tier']}, pass@{r['k']})" for r in rows][::-1], fontsize=7)
-    ax.set_xlabel("difference in agent-free pass@k (arm − reference), 95 % two-level interval")
+    ax.set_ylim(-0.5, len(rows) - 0.5)
+    ax.set_yticks(range(len(rows)), [f"{r['claim'][:75]} ({r['tier']}, pass@{r['k']})" for r in rows][::-1], fontsize=7)
+    ax.set_xlabel("arm − reference, agent-free pass@k, 95 % two-level interval", fontsize=8)
     for name, c in VERDICT_COLOURS.items():
         ax.plot([], [], "o", color=c, label=name)
     ax.legend(fontsize=7, loc="lower right")
