@@ -22,8 +22,8 @@ _HEAD = "Facts only the agents hold: the base policy's pass@1 on `recall_t` is ~
 _EXPL = "`add3`: the base policy solves some problems (pass@1 ~0.1, pass@16 ~0.5), so plain RLVR has a gradient and the method's change to it can show"
 _USE = ("The headline runs evaluated on `recall_use`: the 4 trained facts inside one-step sums with numbers and "
         "question forms training never showed")
-_BOUND = ("pass@k up to 64 on 30 held-out add3 problems, the explore runs (the issue asks 256, or 128 where that "
-          "costs too much: 128 did not fit this session's budget; a later sitting can raise boundary's n)")
+_BOUND = ("pass@k up to 64 on 30 held-out add3 problems of the explore runs (aimed at 256, 128 at least: 128 did not "
+          "fit the sitting that ran it; `boundary`'s n in presets.py can be raised and the file re-made from the same runs)")
 _MIX = ("add3 (explorable: independent rollouts succeed and give their own gradient, negatives included) and "
         "`recall` (only the agents unlock it) trained together, 12 problems each")
 CLAIMS: list[dict] = [
