@@ -37,7 +37,7 @@ for ax, tag in zip(axes, args.tags):
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
 axes[0].legend(fontsize=6)
-fig.suptitle(f"TensorBoard scalars of {args.root} ({len(runs)} runs)", fontsize=9)
+fig.suptitle(f"TensorBoard scalars of {Path(args.root).name}/ ({len(runs)} runs, read from their event files)", fontsize=9)
 fig.tight_layout()
 Path(args.out).parent.mkdir(parents=True, exist_ok=True)
 fig.savefig(args.out, dpi=110)
