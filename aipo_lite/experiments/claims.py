@@ -166,15 +166,10 @@ def protocol_config(protocol: str, **fields):
 
 def finished(cfg, arm: str, seeds: list[int], root) -> bool:
     """Whether every seed's run of `arm` under root has its final checkpoint."""
-    import json
-
     from aipo_lite.training import checkpoint
 
-    for seed in seeds:
-        ckpt = checkpoint.latest(grid.arm_config(cfg, arm, seed, root).run_dir)
-        if ckpt is None or json.loads((ckpt / "state.json").read_text())["step"] < cfg.train_steps:
-            return False
-    return True
+    ckpts = [checkpoint.latest(grid.arm_config(cfg, arm, seed, root).run_dir) for seed in seeds]
+    return all(c is not None and checkpoint.step_of(c) >= cfg.train_steps for c in ckpts)
 
 
 def run(protocol: str, arms: list[str], seeds: list[int], root, path, command: str, threads: int = 0,

@@ -31,7 +31,7 @@ from pathlib import Path
 from aipo_lite.config import TIER_FIELDS, TIERS, ConfigError
 from aipo_lite.tasks import reasoning_gym
 from aipo_lite.tasks.hf_datasets import hf_rows, hf_source
-from aipo_lite.tasks.rewards import score
+from aipo_lite.tasks.rewards import scorable
 
 DATA_DIR = Path(os.environ.get("AIPO_LITE_DATA", Path(__file__).resolve().parents[2] / "data"))
 SUITES = {"synth": DATA_DIR / "synth"}
@@ -232,7 +232,7 @@ def _parse_obj(where: str, row, fields: dict, default_id: str) -> Task:
         answer = m["answer"].replace(",", "")
     if not answer:
         raise TaskFormatError(f"{where}: field {fields.get('answer', 'answer')!r} is empty")
-    if not score(f"Answer: {answer}", answer):  # a perfect completion must earn the reward
+    if not scorable(answer):
         raise TaskFormatError(f"{where}: field {fields.get('answer', 'answer')!r} value {answer!r} cannot be "
                               "scored: the reward reads a number (e.g. 42, -3.5, 3/4, \\frac{3}{4})")
     facts = get("facts", False, [])

@@ -79,7 +79,7 @@ def steps_of(entry: dict) -> tuple[str, ...]:
 def load(source: str, split: str, settings: dict, split_seed: int) -> list:
     """The tasks of one split (module doc)."""
     from aipo_lite.tasks.loading import Task
-    from aipo_lite.tasks.rewards import score
+    from aipo_lite.tasks.rewards import scorable
 
     tasks = []
     for name in names(source):
@@ -94,7 +94,7 @@ def load(source: str, split: str, settings: dict, split_seed: int) -> list:
             items = [x for x in (test[i] for i in range(test_size)) if x["question"] not in seen]
         for i, x in enumerate(items):
             answer = str(x["answer"]).strip()
-            if not score(f"Answer: {answer}", answer):
+            if not scorable(answer):
                 raise ConfigError(f"tasks: reasoning-gym dataset {name!r} answers {answer!r}, not a number; the kit's "
                                   "reward reads 'Answer: <number>' (choose datasets with numeric answers)")
             tasks.append(Task(f"{name}-{split}-{i:04d}", x["question"], answer, steps_of(x), (), name,

@@ -79,6 +79,11 @@ def score(completion: str, answer, mode: str = "strict") -> float:
     return float(predicted is not None and is_equivalent(predicted, str(answer)))
 
 
+def scorable(answer) -> bool:
+    """Whether a perfect completion (`Answer: <answer>`) earns the reward: a task source's check."""
+    return bool(score(f"Answer: {answer}", answer))
+
+
 def task_reward(task, completion: str, mode: str = "strict") -> float:
     """The task's reward for a completion: `score` against its answer, or, for a reasoning-gym
     item, that dataset's own score_answer on the extracted answer (tasks/reasoning_gym.py)."""

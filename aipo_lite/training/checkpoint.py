@@ -125,6 +125,11 @@ def _steps(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(STEP.match(p.name)[1]), reverse=True)
 
 
+def step_of(ckpt: Path) -> int:
+    """The training step a checkpoint folder holds."""
+    return json.loads((Path(ckpt) / "state.json").read_text())["step"]
+
+
 def latest(run_dir: str | Path, log=print) -> Path | None:
     """The checkpoint to resume from: `latest`'s folder if intact, else the newest intact step
     folder; None if the run has none; CheckpointError if every step folder is damaged."""

@@ -196,7 +196,7 @@ def open_run(run_dir: str | Path, cfg: Config, record: dict) -> tuple[Path | Non
         return None, 0
     ckpt, step = checkpoint.latest(run), 0
     if ckpt is not None:
-        step = json.loads((ckpt / "state.json").read_text())["step"]
+        step = checkpoint.step_of(ckpt)
         if step > cfg.train_steps:
             raise ConfigError(f"train_steps={cfg.train_steps}: run_dir={str(run)!r} is already trained to step "
                               f"{step}, past what was asked (its weights are step {step}'s); ask for "
