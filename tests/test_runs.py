@@ -334,14 +334,15 @@ def test_a_run_trains_and_evaluates_on_reasoning_gym_items_with_rule_agents(cfg_
     assert hist[-1]["train/consult_rate"] is not None
 
 
-def test_a_second_model_family_without_a_chat_template_trains_resumes_and_evaluates(tiny_gemma_dir, tmp_path):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_second_model_family_without_a_chat_template_trains_resumes_and_evaluates(tiny_gemma_dir, tmp_path, dtype):
     """Plumbing for any policy family: a tiny Gemma 3 (sliding-window layers, no chat template:
     the plain prompt format) through assisted rollouts, training, resume and evaluation."""
     from aipo_lite.evaluation.agent_free import evaluate
     from aipo_lite.experiments.runs import load_trained
     from aipo_lite.tasks.loading import load_tasks
     from aipo_lite.tasks.prompts import agent_free_prompt
-    base = dict(model=tiny_gemma_dir, dtype="float32", run_dir=str(tmp_path / "run"), checkpoint_every=1,
+    base = dict(model=tiny_gemma_dir, dtype=dtype, run_dir=str(tmp_path / "run"), checkpoint_every=1,
                 train_tiers=["add3"], heldout_tiers=["add3"], log_completions_every=0)
     first = trainer.train(Config.from_profile("smoke", train_steps=1, **base), progress=False)
     more = trainer.train(Config.from_profile("smoke", train_steps=2, **base), progress=False)
