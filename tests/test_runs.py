@@ -318,6 +318,27 @@ def test_report_to_sends_metrics_jsonl_lines_to_tensorboard_and_offline_wandb(cf
     assert "learning_rate" in {item.key for item in run.config.update}
 
 
+def test_report_to_trackio_keeps_the_metrics_jsonl_lines_in_its_local_database(cfg_of, tmp_path, monkeypatch):
+    """The third backend, read back from trackio's own SQLite store. trackio is not in the dev
+    extra (it pins pillow < 13): this runs where it is installed (docs/speed.md says where it ran)."""
+    import importlib.util
+    if importlib.util.find_spec("trackio") is None:
+        pytest.skip("trackio is not installed (pip install trackio 'pillow<13')")
+    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))  # read when trackio is first imported
+    from trackio.sqlite_storage import SQLiteStorage
+    cfg = cfg_of(report_to="trackio", report_project=f"kit-test-{tmp_path.name}")
+    trainer.train(cfg, progress=False)
+    lines = [json.loads(line) for line in open(f"{cfg.run_dir}/metrics.jsonl")]
+    name = runinfo.Path(cfg.run_dir).name
+    logs = {r["step"]: r for r in SQLiteStorage.get_logs(cfg.report_project, name)}
+    assert set(logs) == {m["step"] for m in lines} == {0, 1, 2}
+    for m in lines:
+        for k, v in m.items():
+            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
+                assert logs[m["step"]][k] == pytest.approx(v), k
+    assert SQLiteStorage.get_run_config(cfg.report_project, name)["learning_rate"] == cfg.learning_rate
+
+
 def test_report_to_names_are_validated():
     with pytest.raises(ConfigError, match="report_to='tensorboard,mlflow'"):
         Config(report_to="tensorboard,mlflow")

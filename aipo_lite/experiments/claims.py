@@ -42,6 +42,8 @@ CLAIMS: list[dict] = [
          arm="aipo", ref="base", tier="add3", k=64, why=_BOUND),
     dict(claim="AIPO expands the boundary: pass@k at large k above plain RLVR's", file="claims_boundary",
          arm="aipo", ref="grpo", tier="add3", k=64, why=_BOUND),
+    dict(claim="Plain RLVR narrows the base's boundary: the base's pass@k at large k above GRPO's (Yue et al.)",
+         file="claims_boundary", arm="base", ref="grpo", tier="add3", k=64, why=_BOUND),
     *[dict(claim=f"AIPO's coefficient beats the `{w}` weight (no vanishing gradient on agent tokens)",
            file="claims_headline", arm="aipo", ref=f"aipo_{w}", tier="recall_t", k=1,
            why=_HEAD + "; every learned fact comes through agent tokens, so their weight decides what is learned")
@@ -65,6 +67,11 @@ CLAIMS: list[dict] = [
                                                  ("the facts in new question forms", "recall_t", 1),
                                                  ("the facts inside new sums", "recall_use", 1),
                                                  ("breadth on a tier no arm trains", "mul1x2", 16))],
+    *[dict(claim=f"Independent rollouts add to SFT: AIPO with the `sft` weight beats SFT, {what}", file="claims_mixed",
+           arm="aipo_sft", ref="sft", tier=tier, k=1, why=_MIX) for what, tier in (("the explored tier", "add3"),
+                                                                            ("the facts in new question forms", "recall_t"))],
+    *[dict(claim=f"Training keeps the base's breadth: {name}'s pass@k at large k on a tier no arm trains, above the base's",
+           file="claims_mixed", arm=arm, ref="base", tier="mul1x2", k=16, why=_MIX) for arm, name in (("aipo", "AIPO"), ("grpo", "GRPO"))],
 ]
 
 

@@ -10,9 +10,10 @@ every arm × seed of a grid), and its config the run's Config. Nothing leaves th
 - `tensorboard`: event files in `<run_dir>/tensorboard` (`tensorboard --logdir <run_dir>/..`);
 - `wandb`: offline mode (`WANDB_MODE=offline`), files in `<run_dir>/wandb` (`wandb sync` uploads
   them later if you want); a resumed run continues the same wandb run id;
-- `trackio`: its local database (`TRACKIO_DIR`, default ~/.cache/huggingface/trackio); its API
-  (init/log/finish) read from trackio 0.43, not tested here (it pins pillow < 13, this
-  environment has 13).
+- `trackio`: its local database (`TRACKIO_DIR`, default ~/.cache/huggingface/trackio;
+  `trackio show` opens the dashboard). trackio 0.43 pins pillow < 13, so it is not in the dev
+  extra: its test (tests/test_runs.py) skips unless trackio is installed, and passed in a venv
+  with trackio 0.43.0 and pillow 12.3 (docs/speed.md, the tests table).
 
 metrics.jsonl stays the record the kit reads; a tracker that fails to start raises before the
 first step, naming the backend and the package to install (the `track` extra).
