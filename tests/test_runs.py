@@ -203,11 +203,13 @@ def test_cached_evaluations_are_keyed_by_what_they_evaluated(trained, cfg_of, mo
     grid.final_eval(cfg, run, tests, 4)                                   # another n
     grid.final_eval(cfg, run, tests[:1], 2)                               # other problems
     grid.final_eval(cfg_of(eval_temperature=0.5), run, tests, 2)          # other sampling
-    trainer.train(cfg_of(train_steps=3), progress=False)                  # another adapter
-    grid.final_eval(cfg, run, tests, 2)
+    trainer.train(cfg_of(train_steps=3), progress=False)                  # the run continued: another adapter
+    with pytest.raises(ConfigError, match=r"^train_steps=2: .* holds the adapter of step 3"):
+        grid.final_eval(cfg, run, tests, 2)                               # never shown as the 2-step run
+    grid.final_eval(cfg_of(train_steps=3), run, tests, 2)
     assert calls == [2, 4, 2, 2, 2] and len(list((run / "evals").glob("final_eval-*.json"))) == 5
-    saved = json.loads(next((run / "evals").glob("final_eval-*.json")).read_text())
-    assert saved["settings"]["evaluated"]["adapter"]["step"] in (2, 3)
+    steps = {json.loads(f.read_text())["settings"]["evaluated"]["adapter"]["step"] for f in (run / "evals").glob("final_eval-*.json")}
+    assert steps == {2, 3}
 
 
 def test_duplicate_grid_seeds_are_refused():

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 from aipo_lite.arms import ARMS
-from aipo_lite.config import Config
+from aipo_lite.config import Config, ConfigError
 from aipo_lite.evaluation.agent_free import EvalResult, evaluate, pass_at_k, pass_at_k_table
 from aipo_lite.experiments.runs import load_trained, read_metrics
 from aipo_lite.training import checkpoint
@@ -75,11 +75,18 @@ def train_grid(base: Config, arms: list[str], seeds: list[int], root: str | Path
             raise RuntimeError(f"training {cfg.run_dir} failed:\n{done.stderr[-3000:]}")
 
 
-def final_eval(base: Config, run: Path, tests: list, n: int, trained: bool = True) -> list[dict]:
+def final_eval(base: Config, run: Path, tests: list, n: int, trained: bool = True, any_step: bool = False) -> list[dict]:
     """Agent-free evaluation of run's final adapter (trained=False: the base policy), cached
-    under a name that says what was evaluated (eval_key)."""
+    under a name that says what was evaluated (eval_key). The adapter must be the one trained to
+    base.train_steps: a run continued further (train_steps is a continuation, runinfo) raises
+    ConfigError instead of showing a longer run under the shorter run's settings; `any_step`
+    takes whatever the run holds (a run continued on purpose, e.g. to a wall time)."""
     ecfg = dataclasses.replace(base, eval_n=n, eval_ks=sorted({1, n}), bootstrap_samples=0)
     what = eval_key(ecfg, run if trained else None, tests)
+    if trained and not any_step and what["adapter"]["step"] != base.train_steps:
+        raise ConfigError(f"train_steps={base.train_steps}: {run} holds the adapter of step {what['adapter']['step']} "
+                          f"(the run was continued); evaluate it with train_steps={what['adapter']['step']}, or train "
+                          f"{base.train_steps} steps into another folder")
     path = Path(run) / "evals" / f"final_eval-{what['key']}.json"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

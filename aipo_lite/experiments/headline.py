@@ -67,7 +67,8 @@ def run(cfg: Config, seeds: list[int], root: str | Path, arms=ARMS_SHOWN, in_pro
             target = wall_time(read_metrics(run_dir(cfg, "aipo", root, seed)))
             log(f"== grpo seed {seed} continued to AIPO's wall time ({target:.0f} s)")
             hists.append(extend_to_wall_time(grpo, target, "grpo_equal_time", progress=False))
-            evals.append(grid.final_eval(cfg, continued_dir(grpo, "grpo_equal_time"), tests, cfg.grid_eval_n))
+            evals.append(grid.final_eval(cfg, continued_dir(grpo, "grpo_equal_time"), tests, cfg.grid_eval_n,
+                                        any_step=True))
         results["grpo_equal_time"] = {"evals": evals, "metrics": hists}
     return results
 
