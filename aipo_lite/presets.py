@@ -45,10 +45,16 @@ MIXED = {**EXPLORE, "train_tiers": ["add3", "recall"], "train_problems_per_tier"
 GYM = {**EXPLORE, "tasks": "reasoning_gym:basic_arithmetic", "train_tiers": ["basic_arithmetic"],
        "heldout_tiers": ["basic_arithmetic"], "task_settings": {"basic_arithmetic": {
            "max_terms": 3, "max_digits": 1, "operators": ["+", "-"], "allow_parentheses": False, "allow_negation": False}}}
+# `explore_80`: the explore protocol run twice as long, because at step 40 AIPO's held-out pass@1
+# was still rising (0.41 at step 20, 0.52 at 40; GRPO 0.46, 0.45). Its GRPO and AIPO runs continued
+# copies of the explore runs' step-40 folders (train_steps is not a training field: a resumed run
+# is the run itself, checkpointed RNG included), so steps 1-40 are those runs' own.
+EXPLORE_80 = {**EXPLORE, "train_steps": 80}
 # `headline_gemma`: the headline protocol with a second policy family, Gemma 3 270M base (no chat template).
 HEADLINE_GEMMA = {**HEADLINE, "model": "gemma3-270m"}
 # `headline_use`: the headline runs evaluated on `recall_use` (the facts inside sums never trained).
 CLAIM_PROTOCOLS = {"headline": HEADLINE, "explore": EXPLORE, "mixed": MIXED, "headline_gemma": HEADLINE_GEMMA, "gym": GYM,
+                   "explore_80": EXPLORE_80,
                    "boundary": {**EXPLORE, "grid_eval_n": 64},
                    "headline_use": {**HEADLINE, "heldout_tiers": ["recall_use"]}}
 CLAIM_RUNS_OF = {"boundary": "explore", "headline_use": "headline"}  # protocols that only evaluate others' runs

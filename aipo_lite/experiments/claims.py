@@ -31,6 +31,8 @@ CLAIMS: list[dict] = [
          arm="aipo", ref="grpo", tier="recall_t", k=1, why=_HEAD),
     dict(claim="AIPO improves on its base algorithm (GRPO) where the policy explores", file="claims_explore",
          arm="aipo", ref="grpo", tier="add3", k=1, why=_EXPL),
+    dict(claim="AIPO improves on its base algorithm (GRPO) where the policy explores, 80 steps", file="claims_explore_80",
+         arm="aipo", ref="grpo", tier="add3", k=1, why=_EXPL + "; the explore runs continued to 80 steps (still rising at 40)"),
     dict(claim="AIPO improves on GRPO on a reasoning-gym dataset", file="claims_gym", arm="aipo", ref="grpo",
          tier="basic_arithmetic", k=1, why="reasoning-gym `basic_arithmetic` (2-3 one-digit terms, + and -): base pass@1 ~0.2"),
     dict(claim="AIPO improves on GRPO with another policy family (Gemma 3 270M base, no chat template)",
