@@ -68,6 +68,19 @@ def test_headline_runs_end_to_end_and_continues_grpo_to_aipos_wall_time(tiny_mod
     assert record is None or any(m.startswith("model:") for m in mismatch)
 
 
+def test_the_demo_finds_its_committed_seeds_for_either_policy_family():
+    """make demo's notebook 04 shows its live seed beside the committed 3 seeds of its very
+    protocol: the file exists for the demo as shipped and for model='gemma3-270m' (a field added
+    after a file was made counts as its default there); another learning rate finds none."""
+    from aipo_lite.config import Config
+    from aipo_lite.experiments import headline
+    assert headline.committed(Config.from_profile("demo"))[1] == []
+    record, mismatch = headline.committed(Config.from_profile("demo", model="gemma3-270m"))
+    assert mismatch == [] and record["protocol"]["model"] == "gemma3-270m"
+    record, mismatch = headline.committed(Config.from_profile("demo", learning_rate=1e-4))
+    assert record["name"] == headline.RESULT and mismatch == ["learning_rate: committed 0.0005, asked 0.0001"]
+
+
 def test_claims_table_gives_each_claim_its_verdict_from_the_interval():
     """A claim holds when the difference's interval excludes 0 in the claimed direction, does
     not hold when it excludes 0 the other way, is inconclusive otherwise; a claim whose file or

@@ -19,7 +19,7 @@ from aipo_lite.experiments.runs import continued_dir, extend_to_wall_time, wall_
 from aipo_lite.experiments.results import ROOT, tables
 from aipo_lite.names import BOTTLENECK_TIERS
 from aipo_lite.tasks.loading import from_config as tasks_from_config
-from aipo_lite.training.runinfo import NOT_TRAINING, read_metrics
+from aipo_lite.training.runinfo import LATER_FIELDS, NOT_TRAINING, read_metrics
 
 ARMS_SHOWN = ("grpo", "aipo", "sft")
 RESULT = "headline_recall4"
@@ -82,15 +82,22 @@ def summary(results: dict, cfg: Config, samples: int = 2000) -> tuple[list[dict]
 
 
 def committed(cfg: Config, folder: Path = ROOT / "results", name: str = RESULT) -> tuple[dict | None, list[str]]:
-    """(the committed result file, []) when it was made with cfg's protocol; (file or None, the
-    differing settings) otherwise."""
+    """(the committed result file, []) when it was made with cfg's protocol: the file `name`, else
+    any committed file made with exactly that protocol (e.g. claims_headline_gemma when
+    model='gemma3-270m'); otherwise (file `name` or None, the settings in which it differs)."""
+    mine = protocol(cfg)
+    # a field added after a file was made is absent from it: there it had its default (LATER_FIELDS)
+    theirs = lambda rec, k: rec.get("protocol", {}).get(k, LATER_FIELDS.get(k))
+    differing = lambda rec: [f"{k}: committed {theirs(rec, k)!r}, asked {v!r}" for k, v in mine.items() if theirs(rec, k) != v]
     path = Path(folder) / f"{name}.json"
-    if not path.exists():
-        return None, [f"no committed result {path.name}"]
-    record = json.loads(path.read_text())
-    mine, theirs = protocol(cfg), record.get("protocol", {})
-    diff = [f"{k}: committed {theirs.get(k)!r}, asked {v!r}" for k, v in mine.items() if theirs.get(k) != v]
-    return record, diff
+    record = json.loads(path.read_text()) if path.exists() else None
+    if record is not None and not differing(record):
+        return record, []
+    for other in sorted(Path(folder).glob("*.json")):
+        rec = json.loads(other.read_text())
+        if rec.get("source") == "measured" and "protocol" in rec and not differing(rec):
+            return rec, []
+    return record, differing(record) if record is not None else [f"no committed result {path.name}"]
 
 
 def verdict(diffs: list[dict], arm: str = "aipo", minus: str = "grpo") -> str:
