@@ -79,6 +79,8 @@ def test_the_demo_finds_its_committed_seeds_for_either_policy_family():
     assert mismatch == [] and record["protocol"]["model"] == "gemma3-270m"
     record, mismatch = headline.committed(Config.from_profile("demo", learning_rate=1e-4))
     assert record["name"] == headline.RESULT and mismatch == ["learning_rate: committed 0.0005, asked 0.0001"]
+    text = headline.what_this_shows([], [], None, Config.from_profile("demo", model="gemma3-270m", train_tiers=["add3"]))
+    assert "`gemma3-270m`" in text and "tiers add3" in text and "by construction" not in text  # its own settings
 
 
 def test_claims_table_gives_each_claim_its_verdict_from_the_interval():

@@ -148,9 +148,12 @@ def what_this_shows(rows: list[dict], diffs: list[dict], committed_rows: list[di
                    f"GRPO {cg['mean']:.2f}; this run's AIPO is {'inside' if inside else 'outside'} that interval.")
     else:
         out.append("- No committed result of these exact settings exists, so this run stands alone.")
+    facts = set(cfg.train_tiers) <= set(BOTTLENECK_TIERS)
     out += ["Does not show:",
-            "- Anything about natural tasks: four invented facts, a 135M policy, rule agents. GRPO's zero is by "
-            "construction (no independent rollout ever finds an invented fact), not a verdict on GRPO.",
+            f"- Anything about natural tasks: {'invented facts' if facts else 'tiers ' + ', '.join(cfg.train_tiers)}, "
+            f"one small policy (`{cfg.model}`), rule agents."
+            + (" GRPO's zero is by construction (no independent rollout ever finds an invented fact), not a verdict "
+               "on GRPO." if facts else ""),
             "- That AIPO's RL objective adds anything over distilling the guided successes (SFT).",
             "- Speed: the step times depend on the machine (docs/speed.md)."]
     return "\n".join(out)
