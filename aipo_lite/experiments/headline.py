@@ -129,10 +129,12 @@ def what_this_shows(rows: list[dict], diffs: list[dict], committed_rows: list[di
     g, a, s = (_cell(rows, arm, tier) for arm in ("grpo", "aipo", "sft"))
     d = next((x for x in diffs if x["arm"] == "aipo" and x["tier"] == tier), None)
     ds = next((x for x in diffs if x["arm"] == "sft" and x["tier"] == tier), None)
+    facts = set(cfg.train_tiers) <= set(BOTTLENECK_TIERS)
     out = ["Shows:" if d and d["lo"] > 0 else "This run does not show the protocol's result:"]
     if d and d["lo"] > 0:
-        out.append(f"- After {cfg.train_steps} steps, AIPO answers questions about facts only the agents held, alone "
-                   f"and in templates it never trained on: pass@1 {a['mean']:.2f} [{a['lo']:.2f}, {a['hi']:.2f}] "
+        what = ("answers questions about facts only the agents held, alone and in templates it never trained on"
+                if facts else f"answers held-out `{tier}` problems alone")
+        out.append(f"- After {cfg.train_steps} steps, AIPO {what}: pass@1 {a['mean']:.2f} [{a['lo']:.2f}, {a['hi']:.2f}] "
                    f"against GRPO's {g['mean']:.2f} (AIPO − GRPO {verdict(diffs).split(': ', 1)[1]}).")
     elif d:
         out.append(f"- AIPO − GRPO on {tier} is {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]: the interval holds 0 "
@@ -148,7 +150,6 @@ def what_this_shows(rows: list[dict], diffs: list[dict], committed_rows: list[di
                    f"GRPO {cg['mean']:.2f}; this run's AIPO is {'inside' if inside else 'outside'} that interval.")
     else:
         out.append("- No committed result of these exact settings exists, so this run stands alone.")
-    facts = set(cfg.train_tiers) <= set(BOTTLENECK_TIERS)
     out += ["Does not show:",
             f"- Anything about natural tasks: {'invented facts' if facts else 'tiers ' + ', '.join(cfg.train_tiers)}, "
             f"one small policy (`{cfg.model}`), rule agents."
