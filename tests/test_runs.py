@@ -299,6 +299,11 @@ def _wandb_history(run_dir) -> tuple[list[dict], object]:
     return rows, run
 
 
+def numeric(m: dict) -> dict:
+    """A metrics.jsonl line's values a tracker receives (tracking.MetricsLog)."""
+    return {k: v for k, v in m.items() if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 def test_report_to_sends_metrics_jsonl_lines_to_tensorboard_and_offline_wandb(cfg_of):
     """Every numeric metrics.jsonl value reaches each tracker under the same name and step; the
     run is named by its folder in the report_project; its config is logged; nothing is uploaded."""
@@ -306,7 +311,6 @@ def test_report_to_sends_metrics_jsonl_lines_to_tensorboard_and_offline_wandb(cf
     cfg = cfg_of(report_to="tensorboard,wandb", report_project="kit-test")
     trainer.train(cfg, progress=False)
     lines = [json.loads(line) for line in open(f"{cfg.run_dir}/metrics.jsonl")]
-    numeric = lambda m: {k: v for k, v in m.items() if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
     tb = EventAccumulator(f"{cfg.run_dir}/tensorboard")
     tb.Reload()
     rows, run = _wandb_history(cfg.run_dir)
@@ -335,9 +339,8 @@ def test_report_to_trackio_keeps_the_metrics_jsonl_lines_in_its_local_database(c
     logs = {r["step"]: r for r in SQLiteStorage.get_logs(cfg.report_project, name)}
     assert set(logs) == {m["step"] for m in lines} == {0, 1, 2}
     for m in lines:
-        for k, v in m.items():
-            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
-                assert logs[m["step"]][k] == pytest.approx(v), k
+        for k, v in numeric(m).items():
+            assert logs[m["step"]][k] == pytest.approx(v), k
     assert SQLiteStorage.get_run_config(cfg.report_project, name)["learning_rate"] == cfg.learning_rate
 
 

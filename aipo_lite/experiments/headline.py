@@ -31,7 +31,10 @@ PROTOCOL_FIELDS = sorted((set(Config.__dataclass_fields__) - NOT_TRAINING - {"se
 
 
 def protocol(cfg: Config) -> dict:
-    return {k: json.loads(json.dumps(getattr(cfg, k))) for k in PROTOCOL_FIELDS}
+    """The protocol's settings; a field added after files were made (runinfo.LATER_FIELDS) only
+    when set, as in run keys, so older files and newer runs of one protocol compare equal."""
+    return {k: json.loads(json.dumps(getattr(cfg, k))) for k in PROTOCOL_FIELDS
+            if not (k in LATER_FIELDS and getattr(cfg, k) == LATER_FIELDS[k])}
 
 
 def held_out(cfg: Config) -> list:
@@ -86,9 +89,8 @@ def committed(cfg: Config, folder: Path = ROOT / "results", name: str = RESULT) 
     any committed file made with exactly that protocol (e.g. claims_headline_gemma when
     model='gemma3-270m'); otherwise (file `name` or None, the settings in which it differs)."""
     mine = protocol(cfg)
-    # a field added after a file was made is absent from it: there it had its default (LATER_FIELDS)
-    theirs = lambda rec, k: rec.get("protocol", {}).get(k, LATER_FIELDS.get(k))
-    differing = lambda rec: [f"{k}: committed {theirs(rec, k)!r}, asked {v!r}" for k, v in mine.items() if theirs(rec, k) != v]
+    differing = lambda rec: [f"{k}: committed {rec.get('protocol', {}).get(k)!r}, asked {v!r}"
+                             for k, v in mine.items() if rec.get("protocol", {}).get(k) != v]
     path = Path(folder) / f"{name}.json"
     record = json.loads(path.read_text()) if path.exists() else None
     if record is not None and not differing(record):
