@@ -4,8 +4,15 @@ The real SmolLM2 policy is loaded once per session; so is the OpenAI-compatible 
 (llama-cpp-python, a test dependency) on SmolLM2's GGUF. A test is `slow` when it is marked so or
 when it uses one of SLOW_FIXTURES (applied here at collection, so it cannot be forgotten);
 `make test-fast` runs `-m "not slow"`. A fast test that loads the real model anyway (through
-load_policy with model='smollm2') fails with a message saying so."""
+load_policy with model='smollm2') fails with a message saying so.
 
+Precisions: every precision-sensitive test names float32 and bfloat16. On a CPU without native
+bf16 (no AVX512-BF16/AMX, or oneDNN capped below them, as the AVX2 stand-in does) the slow bf16
+cases on the real model are skipped with that reason: there bf16 is emulated, 2x slower than
+fp32, and no run of the kit picks it (`dtype="auto"` is fp32); they run where bf16 is native (CPUs
+with it, CUDA) and anywhere with AIPO_TEST_EMULATED_BF16=1. Fast bf16 cases (tiny models) always run."""
+
+import os
 import socket
 import subprocess
 import sys
@@ -20,9 +27,27 @@ SLOW_FIXTURES = {"real_policy", "real_policies", "llama_server"}
 
 
 def pytest_collection_modifyitems(config, items):
+    emulated = _bf16_is_emulated()
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+        if emulated and item.get_closest_marker("slow") and _runs_bf16(item):
+            item.add_marker(pytest.mark.skip(reason="bf16 is emulated on this CPU (no AVX512-BF16/AMX, or oneDNN "
+                                             "capped): run where bf16 is native, or set AIPO_TEST_EMULATED_BF16=1"))
+
+
+def _runs_bf16(item) -> bool:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return item.get_closest_marker("bf16") is not None or "bfloat16" in params.values()
+
+
+def _bf16_is_emulated() -> bool:
+    if os.environ.get("AIPO_TEST_EMULATED_BF16") == "1":
+        return False
+    import torch
+
+    from aipo_lite.model.policy import cpu_has_native_bf16
+    return not torch.cuda.is_available() and not cpu_has_native_bf16()
 
 
 @pytest.fixture(autouse=True)

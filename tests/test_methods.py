@@ -208,10 +208,10 @@ def test_config_names_the_parts_and_rejects_invalid_combinations():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("parts", [dict(g_asst=0, arpo_branches=2), dict(arpo_branches=2, arpo_attribution="hard"),
-                                   dict(advantage="aapo"), dict(g_asst=0, advantage="aapo"),
-                                   dict(rrl_groups=1, rrl_max_group_reward=1.0),
-                                   dict(advantage="sft", agent_weight="sft", credit="all")])
+@pytest.mark.parametrize("parts", [  # every part in at least one run; parts that combine share one
+    dict(g_asst=0, arpo_branches=2, advantage="aapo"),  # ARPO and AAPO on independent rollouts alone
+    dict(arpo_branches=2, arpo_attribution="hard", advantage="aapo", rrl_groups=1, rrl_max_group_reward=1.0),
+    dict(advantage="sft", agent_weight="sft", credit="all")])
 def test_every_method_trains_on_the_real_policy(tmp_path, parts):
     from aipo_lite.training.trainer import METRICS, train
     cfg = Config.from_profile("smoke", run_dir=str(tmp_path), train_steps=2, prompts_per_step=2,

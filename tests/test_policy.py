@@ -58,6 +58,7 @@ def test_lora_gradients_after_generate_equal_fresh(dtype):
 
 
 @pytest.mark.slow
+@pytest.mark.bf16
 def test_lora_gradients_after_generate_equal_fresh_4bit():
     import bitsandbytes as bnb
     policy, batch, fresh = _check_grads_survive_generate(Config(dtype="bfloat16", lora_r=8, load_in_4bit=True))
