@@ -15,7 +15,17 @@ from aipo_lite.tasks.loading import load_tasks
 from aipo_lite.tasks.prompts import agent_free_prompt
 
 
+_GENERATED: dict = {}  # (model, prompt, n) -> generate()'s tokens: the eager and static cases share the reference
+
+
 def _generate_greedy(model, prompt: list[int], n: int) -> list[int]:
+    key = (id(model), tuple(prompt), n)
+    if key not in _GENERATED or _GENERATED[key][0] is not model:
+        _GENERATED[key] = (model, _generate_greedy_uncached(model, prompt, n))
+    return _GENERATED[key][1]
+
+
+def _generate_greedy_uncached(model, prompt: list[int], n: int) -> list[int]:
     device = next(model.parameters()).device
     ref = model.generate(torch.tensor([prompt], device=device), max_new_tokens=n, do_sample=False, top_p=None,
                          top_k=None, temperature=None)[0, len(prompt):].tolist()
