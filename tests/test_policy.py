@@ -83,6 +83,32 @@ def test_cached_copy_is_reused():
     assert {f: os.stat(f).st_mtime_ns for f in files} == files
 
 
+def test_processes_that_find_no_cached_copy_convert_the_gguf_once(tmp_path, monkeypatch):
+    """Two test workers (or notebooks) on a fresh machine: the second waits for the first's
+    conversion and uses it, never deleting a copy another process may be reading."""
+    import threading
+    import time
+
+    from aipo_lite.model import policy as policy_module
+    calls = []
+
+    def convert(gguf, target):  # a slow stand-in for the GGUF -> safetensors conversion
+        calls.append(gguf)
+        time.sleep(0.3)
+        target.mkdir(parents=True)
+        (target / "config.json").write_text("{}")
+        (target / "model.safetensors").write_bytes(b"")
+    monkeypatch.setattr(policy_module, "_cache_gguf_as_safetensors", convert)
+    cfg = Config(cache_dir=str(tmp_path))
+    paths = []
+    threads = [threading.Thread(target=lambda: paths.append(resolve_model_path(cfg))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and paths == [str(tmp_path / "smollm2-135m-instruct-q4_1")] * 2
+
+
 @pytest.mark.slow
 def test_real_model_solves_one_digit_additions_greedily(real_policy):
     tasks = load_tasks("synth", "test", tiers=["add1d"], limit_per_tier=16)
