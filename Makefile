@@ -33,8 +33,11 @@ $(TEST_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(PY) -m aipo_lite.run_notebooks --profile $(PROFILE) --out $(RUN)
 
+# Two workers (pytest-xdist), one file per worker at a time, each with half the cores: the suite
+# keeps both cores busy where one process left a core idle (docs/speed.md). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: $(TEST_STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: $(TEST_STAMP)
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)

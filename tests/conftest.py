@@ -26,6 +26,16 @@ ROOT = Path(__file__).resolve().parent.parent
 SLOW_FIXTURES = {"real_policy", "real_policies", "llama_server"}
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (`make test` runs 2 workers) each worker takes its share of the cores, so
+    two workers' matrix products do not fight over the same cores."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores // workers))
+
+
 def pytest_collection_modifyitems(config, items):
     emulated = _bf16_is_emulated()
     for item in items:
@@ -71,7 +81,7 @@ def _fast_tests_never_load_the_real_model(request, monkeypatch):
 def real_policies():
     """real_policies(dtype) -> the frozen SmolLM2 policy in that dtype ('auto', 'float32',
     'bfloat16'), loaded once per session. Precision-sensitive tests name both dtypes
-    explicitly, so a CI machine without native bf16 still runs the bf16 paths (emulated)."""
+    explicitly (the bf16 ones skip where bf16 is emulated: the module docstring)."""
     from aipo_lite.config import Config
     from aipo_lite.model.policy import load_policy
     cache = {}
