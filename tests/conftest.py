@@ -27,13 +27,17 @@ SLOW_FIXTURES = {"real_policy", "real_policies", "llama_server"}
 
 
 def pytest_configure(config):
-    """Under pytest-xdist (`make test` runs 2 workers) each worker takes its share of the cores, so
-    two workers' matrix products do not fight over the same cores."""
+    """Under pytest-xdist (`make test` runs 2 workers) each worker takes its share of the cores,
+    and so do the processes it starts (trainers, notebook kernels: through OMP_NUM_THREADS), so
+    two workers' matrix products do not fight over the same cores (oversubscribed OpenMP threads
+    spin: a notebook test took 8x longer)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         import torch
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        torch.set_num_threads(max(1, cores // workers))
+        share = max(1, cores // workers)
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(share)
+        torch.set_num_threads(share)
 
 
 def pytest_collection_modifyitems(config, items):

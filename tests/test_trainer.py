@@ -136,7 +136,7 @@ TIMING = {"speed/rollout_s", "speed/update_s", "speed/step_time", "speed/tokens_
 OVERRIDES = dict(train_steps=3, prompts_per_step=2, g_ind=2, g_asst=2, rollout_max_new_tokens=16,
                  train_tiers=["add1d", "add3"], heldout_tiers=["add1d"], train_eval_problems_per_tier=2,
                  train_eval_n=2, train_eval_every=2, checkpoint_every=2, log_completions_every=0,
-                 lora_r=4, num_threads=2,
+                 lora_r=4,
                  # every method part at once (pipeline.py): the RRL buffer, ARPO's draws and AAPO's
                  # reference rollouts must resume exactly too
                  arpo_branches=1, advantage="aapo", rrl_groups=1, rrl_max_group_reward=1.0)

@@ -125,7 +125,7 @@ def test_bridge_resumes_from_a_trl_checkpoint_exactly(tmp_path):
     by (seed, step, process), TRL restores the rest: optimizer, scheduler, RNG)."""
     from safetensors.torch import load_file
     run = tmp_path / "run"
-    over = json.dumps({"train_steps": 2, "checkpoint_every": 1, "prompts_per_step": 2, "num_threads": 2})
+    over = json.dumps({"train_steps": 2, "checkpoint_every": 1, "prompts_per_step": 2})
     cmd = [sys.executable, "-m", "aipo_lite.integrations.trl_bridge", "--profile", "smoke", "--run-dir", str(run), "--overrides", over]
     env = {**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1"}
     subprocess.run(cmd, env=env, check=True, capture_output=True, cwd=ROOT, timeout=900)
