@@ -34,8 +34,9 @@ demo: $(STAMP)
 	$(PY) -m aipo_lite.run_notebooks --profile $(PROFILE) --out $(RUN)
 
 # Two workers (pytest-xdist), one file per worker at a time, each with half the cores: the suite
-# keeps both cores busy where one process left a core idle (docs/speed.md). TEST_WORKERS=0: one process.
-TEST_WORKERS ?= 2
+# keeps both cores busy where one process left a core idle (docs/speed.md). They hold ~11 GB at the
+# peak together, so only with >= 2 cores and >= 14 GB available; else (or TEST_WORKERS=0) one process.
+TEST_WORKERS ?= $(shell [ $$(nproc 2>/dev/null || echo 1) -ge 2 ] && awk '/MemAvailable/ {print ($$2 >= 14000000) ? 2 : 0}' /proc/meminfo 2>/dev/null || echo 0)
 test: $(TEST_STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
