@@ -52,11 +52,11 @@ GYM = {**EXPLORE, "tasks": "reasoning_gym:basic_arithmetic", "train_tiers": ["ba
 EXPLORE_80 = {**EXPLORE, "train_steps": 80}
 # `headline_gemma`: the headline protocol with a second policy family, Gemma 3 270M base (no chat template).
 HEADLINE_GEMMA = {**HEADLINE, "model": "gemma3-270m"}
-# `headline_use`: the headline runs evaluated on `recall_use` (the facts inside sums never trained).
 # `boundary_units`: the boundary where the base has almost none: `units` (two-step word problems that
 # need a unit fact; base pass@16 0 in the 2026-11-23 hard-tier grid), trained with the explore
 # protocol's fields and evaluated with 128 samples per problem (add3's base already reaches 0.90 at 64).
 BOUNDARY_UNITS = {**EXPLORE, "train_tiers": ["units"], "heldout_tiers": ["units"], "grid_eval_n": 128}
+# `headline_use`: the headline runs evaluated on `recall_use` (the facts inside sums never trained).
 CLAIM_PROTOCOLS = {"headline": HEADLINE, "explore": EXPLORE, "mixed": MIXED, "headline_gemma": HEADLINE_GEMMA, "gym": GYM,
                    "explore_80": EXPLORE_80, "boundary_units": BOUNDARY_UNITS,
                    "boundary": {**EXPLORE, "grid_eval_n": 64},

@@ -1,5 +1,7 @@
 """The decode loop: identical to transformers' generate, forced tokens, provenance."""
 
+import functools
+
 import pytest
 import torch
 
@@ -15,19 +17,14 @@ from aipo_lite.tasks.loading import load_tasks
 from aipo_lite.tasks.prompts import agent_free_prompt
 
 
-_GENERATED: dict = {}  # (model, prompt, n) -> generate()'s tokens: the eager and static cases share the reference
-
-
 def _generate_greedy(model, prompt: list[int], n: int) -> list[int]:
-    key = (id(model), tuple(prompt), n)
-    if key not in _GENERATED or _GENERATED[key][0] is not model:
-        _GENERATED[key] = (model, _generate_greedy_uncached(model, prompt, n))
-    return _GENERATED[key][1]
+    return _generate_greedy_of(model, tuple(prompt), n)
 
 
-def _generate_greedy_uncached(model, prompt: list[int], n: int) -> list[int]:
+@functools.cache  # the eager and static cases of a test compare with the same reference: generate it once
+def _generate_greedy_of(model, prompt: tuple[int, ...], n: int) -> list[int]:
     device = next(model.parameters()).device
-    ref = model.generate(torch.tensor([prompt], device=device), max_new_tokens=n, do_sample=False, top_p=None,
+    ref = model.generate(torch.tensor([list(prompt)], device=device), max_new_tokens=n, do_sample=False, top_p=None,
                          top_k=None, temperature=None)[0, len(prompt):].tolist()
     return ref[:ref.index(model.generation_config.eos_token_id) + 1] if model.generation_config.eos_token_id in ref else ref
 

@@ -17,6 +17,7 @@ tests/test_policy.py proves LoRA gradients after `generate()` equal those before
 from __future__ import annotations
 
 import copy
+import fcntl
 import importlib.util
 import os
 import shutil
@@ -167,17 +168,15 @@ def resolve_model_path(cfg: Config) -> str:
     """A directory or hub id transformers can load without gguf_file (caching GGUFs)."""
     if cfg.model not in GGUF_MODELS:
         return cfg.model
-    import fcntl
-
     folder, gguf_of = GGUF_MODELS[cfg.model]
     target = cache_root(cfg) / folder
-    if (target / "config.json").exists() and any(target.glob("*.safetensors")):
-        return str(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f"{folder}.lock", "w") as lock:  # one conversion at a time (parallel test workers)
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not ((target / "config.json").exists() and any(target.glob("*.safetensors"))):
-            _cache_gguf_as_safetensors(gguf_of(cfg), target)
+    cached = lambda: (target / "config.json").exists() and any(target.glob("*.safetensors"))  # noqa: E731
+    if not cached():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target.parent / f"{folder}.lock", "w") as lock:  # one conversion at a time (parallel test workers)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not cached():
+                _cache_gguf_as_safetensors(gguf_of(cfg), target)
     return str(target)
 
 
