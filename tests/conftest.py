@@ -24,6 +24,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SLOW_FIXTURES = {"real_policy", "real_policies", "llama_server"}
+# the longest tests (`--durations`, docs/speed.md), sent to the workers first: a stale name only
+# costs balance, never a test
+LONGEST = ("test_sigkill_after_checkpoint", "test_training_boundary_and_methods_notebooks",
+           "test_bridge_resumes_from_a_trl_checkpoint", "test_trl_bridge_notebook")
 
 
 def pytest_configure(config):
@@ -40,6 +44,7 @@ def pytest_configure(config):
         torch.set_num_threads(share)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist names the groups
 def pytest_collection_modifyitems(config, items):
     emulated = _bf16_is_emulated()
     for item in items:
@@ -48,6 +53,35 @@ def pytest_collection_modifyitems(config, items):
         if emulated and item.get_closest_marker("slow") and _runs_bf16(item):
             item.add_marker(pytest.mark.skip(reason="bf16 is emulated on this CPU (no AVX512-BF16/AMX, or oneDNN "
                                              "capped): run where bf16 is native, or set AIPO_TEST_EMULATED_BF16=1"))
+    if getattr(config.option, "loadgroup", False):  # an xdist worker of `make test` (--dist loadgroup)
+        _work_units(items)
+
+
+def _work_units(items) -> None:
+    """What each xdist worker takes as one unit, longest first. A test file is one unit (its
+    module fixtures and the session's real policies load once per worker), except a slow test
+    that shares no model (no module fixture, none of SLOW_FIXTURES: it loads or starts its own,
+    as the notebooks, the trainer processes of the kill-and-resume test, accelerate): that one
+    is a unit of its own, so they spread over the workers instead of queueing on one. Units are sent in
+    this order (`--no-loadscope-reorder`): the lone slow tests first, LONGEST leading, then files
+    by their number of slow tests, so no worker starts a long unit while the other finishes."""
+    def lone(item) -> bool:
+        defs = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+        shared = SLOW_FIXTURES & set(defs) or any(d.scope in ("module", "class", "package") for ds in defs.values() for d in ds)
+        return item.get_closest_marker("slow") is not None and not shared
+
+    slow_in = {}
+    for item in items:
+        unit = item.nodeid if lone(item) else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(unit))
+        slow_in[unit] = slow_in.get(unit, 0) + (item.get_closest_marker("slow") is not None)
+    def rank(item) -> tuple:
+        name = item.nodeid.split("::")[-1]
+        if lone(item):
+            return (0, next((i for i, n in enumerate(LONGEST) if name.startswith(n)), len(LONGEST)))
+        return (1, -slow_in[item.nodeid.split("::")[0]])
+    order = {item.nodeid: rank(item) for item in items}
+    items.sort(key=lambda item: order[item.nodeid])  # stable: a file's tests keep their order
 
 
 def _runs_bf16(item) -> bool:
