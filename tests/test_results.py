@@ -23,8 +23,8 @@ def test_docs_and_readme_tables_are_the_generated_ones():
 def _measured():
     ev = lambda correct: [{"id": f"p{i}", "kind": "recall_t", "n": 4, "correct": c} for i, c in enumerate(correct)]
     return {"base": {"evals": [ev([0, 0, 0])], "metrics": []},
-            "grpo": {"evals": [ev([0, 0, 0]), ev([0, 1, 0])], "metrics": [[{"speed/step_time": 2.0}]] * 2},
-            "aipo": {"evals": [ev([4, 3, 2]), ev([2, 4, 4])], "metrics": [[{"speed/step_time": 5.0}]] * 2}}
+            "grpo": {"evals": [ev([0, 0, 0]), ev([0, 1, 0])], "metrics": [[{"speed/step_time": 2.0}] * 2] * 2},
+            "aipo": {"evals": [ev([4, 3, 2]), ev([2, 4, 4])], "metrics": [[{"speed/step_time": 5.0}] * 2] * 2}}
 
 
 def test_a_measured_file_recomputes_the_grid_table(tmp_path):
@@ -33,7 +33,8 @@ def test_a_measured_file_recomputes_the_grid_table(tmp_path):
                        protocol={"train_steps": 2}, tiers=["recall_t"], ks=[1, 4], dtype="float32")
     assert json.loads((tmp_path / "r.json").read_text()) == rec and rec["source"] == "measured"
     rows, diffs = results.tables(rec, samples=200)
-    assert rows == grid.table(res, ["recall_t"], [1, 4], 200)
+    assert rows == grid.table(res, ["recall_t"], [1, 4], 200)  # s/step and wall time (2 steps) included
+    assert next(r for r in rows if r["arm"] == "aipo")["wall_s"] == 10.0
     aipo = next(d for d in diffs if d["arm"] == "aipo")
     assert aipo["beyond_interval"] and aipo["diff"] > 0.5
     assert "aipo − grpo on `recall_t`" in results.section(rec)

@@ -22,8 +22,8 @@ _HEAD = "Facts only the agents hold: the base policy's pass@1 on `recall_t` is ~
 _EXPL = "`add3`: the base policy solves some problems (pass@1 ~0.1, pass@16 ~0.5), so plain RLVR has a gradient and the method's change to it can show"
 _USE = ("The headline runs evaluated on `recall_use`: the 4 trained facts inside one-step sums with numbers and "
         "question forms training never showed")
-_BOUND = ("pass@k up to 64 on 30 held-out add3 problems of the explore runs (aimed at 256, 128 at least: 128 did not "
-          "fit the sitting that ran it; `boundary`'s n in presets.py can be raised and the file re-made from the same runs)")
+_BOUND = ("pass@k up to 256 (Yue et al.'s k) on 30 held-out add3 problems of the explore runs; the base's pass@16 "
+          "is ~0.6, so there is room above it at large k")
 _UNITS = ("`units` (two-step word problems that need a unit fact): the base's pass@16 was 0, so its boundary is far "
           "below 1 there; explore-protocol runs, pass@k up to 128 on 30 held-out problems")
 _MIX = ("add3 (explorable: independent rollouts succeed and give their own gradient, negatives included) and "
@@ -43,11 +43,11 @@ CLAIMS: list[dict] = [
            ref=algo, tier="recall_t", k=1, why=_HEAD)
       for algo, name in (("drgrpo", "Dr.GRPO"), ("dapo", "DAPO"), ("rloo", "RLOO"))],
     dict(claim="AIPO expands the boundary: pass@k at large k above the base's", file="claims_boundary",
-         arm="aipo", ref="base", tier="add3", k=64, why=_BOUND),
+         arm="aipo", ref="base", tier="add3", k=256, why=_BOUND),
     dict(claim="AIPO expands the boundary: pass@k at large k above plain RLVR's", file="claims_boundary",
-         arm="aipo", ref="grpo", tier="add3", k=64, why=_BOUND),
+         arm="aipo", ref="grpo", tier="add3", k=256, why=_BOUND),
     dict(claim="Plain RLVR narrows the base's boundary: the base's pass@k at large k above GRPO's (Yue et al.)",
-         file="claims_boundary", arm="base", ref="grpo", tier="add3", k=64, why=_BOUND),
+         file="claims_boundary", arm="base", ref="grpo", tier="add3", k=256, why=_BOUND),
     *[dict(claim=claim, file="claims_boundary_units", arm=arm, ref=ref, tier="units", k=128, why=_UNITS) for claim, arm, ref in (
         ("AIPO expands the boundary where the base has little: pass@128 above the base's", "aipo", "base"),
         ("AIPO expands the boundary where the base has little: pass@128 above plain RLVR's", "aipo", "grpo"),
