@@ -75,11 +75,19 @@ CLAIMS: list[dict] = [
                                                  ("the facts in new question forms", "recall_t", 1),
                                                  ("the facts inside new sums", "recall_use", 1),
                                                  ("breadth on a tier no arm trains", "mul1x2", 16))],
+    *[dict(claim=f"AIPO beats SFT where RL can matter, 80 steps: {what}", file="claims_mixed_80", arm="aipo", ref="sft",
+           tier=tier, k=k, why=_MIX + "; the mixed runs continued to 80 steps (still rising at 40)")
+      for what, tier, k in (("the explored tier", "add3", 1), ("the explored tier at large k", "add3", 16),
+                            ("the facts in new question forms", "recall_t", 1), ("the facts inside new sums", "recall_use", 1),
+                            ("breadth on a tier no arm trains", "mul1x2", 16))],
     *[dict(claim=f"Independent rollouts add to SFT: AIPO with the `sft` weight beats SFT, {what}", file="claims_mixed",
            arm="aipo_sft", ref="sft", tier=tier, k=1, why=_MIX) for what, tier in (("the explored tier", "add3"),
                                                                             ("the facts in new question forms", "recall_t"))],
     *[dict(claim=f"Training keeps the base's breadth: {name}'s pass@k at large k on a tier no arm trains, above the base's",
            file="claims_mixed", arm=arm, ref="base", tier="mul1x2", k=16, why=_MIX) for arm, name in (("aipo", "AIPO"), ("grpo", "GRPO"))],
+    *[dict(claim=f"Training keeps the base's breadth, 80 steps: {name}'s pass@16 on a tier no arm trains, above the base's",
+           file="claims_mixed_80", arm=arm, ref="base", tier="mul1x2", k=16,
+           why=_MIX + "; the mixed runs continued to 80 steps") for arm, name in (("aipo", "AIPO"), ("sft", "SFT"))],
 ]
 
 
