@@ -35,8 +35,9 @@ demo: $(STAMP)
 
 # Two workers (pytest-xdist), a test file (or a slow test that starts its own processes) per worker
 # at a time, longest first (tests/conftest.py), each with half the cores: the suite
-# keeps both cores busy where one process left a core idle (docs/speed.md). They hold ~11 GB at the
-# peak together, so only with >= 2 cores and >= 14 GB available; else (or TEST_WORKERS=0) one process.
+# keeps both cores busy where one process left a core idle (docs/speed.md). They held 9 GB at the
+# peak together (bf16), so only with >= 2 cores and >= 14 GB available; else (or TEST_WORKERS=0) one process.
+# test-fast uses the same workers.
 TEST_WORKERS ?= $(shell [ $$(nproc 2>/dev/null || echo 1) -ge 2 ] && awk '/MemAvailable/ {print ($$2 >= 14000000) ? 2 : 0}' /proc/meminfo 2>/dev/null || echo 0)
 test: $(TEST_STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
