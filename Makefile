@@ -39,11 +39,12 @@ demo: $(STAMP)
 # peak together (bf16), so only with >= 2 cores and >= 14 GB available; else (or TEST_WORKERS=0) one process.
 # test-fast uses the same workers.
 TEST_WORKERS ?= $(shell [ $$(nproc 2>/dev/null || echo 1) -ge 2 ] && awk '/MemAvailable/ {print ($$2 >= 14000000) ? 2 : 0}' /proc/meminfo 2>/dev/null || echo 0)
+WORKERS = -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 test: $(TEST_STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(WORKERS) $(PYTEST_ARGS)
 
 test-fast: $(TEST_STAMP)
-	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow" $(WORKERS) $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs

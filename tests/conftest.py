@@ -70,18 +70,18 @@ def _work_units(items) -> None:
         shared = SLOW_FIXTURES & set(defs) or any(d.scope in ("module", "class", "package") for ds in defs.values() for d in ds)
         return item.get_closest_marker("slow") is not None and not shared
 
+    unit = {item.nodeid: item.nodeid if lone(item) else item.nodeid.split("::")[0] for item in items}
     slow_in = {}
     for item in items:
-        unit = item.nodeid if lone(item) else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(unit))
-        slow_in[unit] = slow_in.get(unit, 0) + (item.get_closest_marker("slow") is not None)
+        item.add_marker(pytest.mark.xdist_group(unit[item.nodeid]))
+        slow_in[unit[item.nodeid]] = slow_in.get(unit[item.nodeid], 0) + (item.get_closest_marker("slow") is not None)
+
     def rank(item) -> tuple:
-        name = item.nodeid.split("::")[-1]
-        if lone(item):
+        if unit[item.nodeid] == item.nodeid:  # a lone slow test
+            name = item.nodeid.split("::")[-1]
             return (0, next((i for i, n in enumerate(LONGEST) if name.startswith(n)), len(LONGEST)))
-        return (1, -slow_in[item.nodeid.split("::")[0]])
-    order = {item.nodeid: rank(item) for item in items}
-    items.sort(key=lambda item: order[item.nodeid])  # stable: a file's tests keep their order
+        return (1, -slow_in[unit[item.nodeid]])
+    items.sort(key=rank)  # stable: a file's tests keep their order
 
 
 def _runs_bf16(item) -> bool:

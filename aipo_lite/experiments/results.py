@@ -82,8 +82,9 @@ def curves(results: dict) -> dict:
 def as_results(record: dict) -> dict:
     """A measured file back in grid.collect's shape: each arm's history is `train_steps` steps of
     its mean step time, so the tables' s/step is the file's and their wall time the run's summed
-    step time (one pseudo step made the wall column repeat s/step)."""
-    steps = (record.get("protocol") or {}).get("train_steps") or 1
+    step time (one pseudo step made the wall column repeat s/step). Every measured file records
+    its protocol (`save`), train_steps included."""
+    steps = record["protocol"]["train_steps"]
     return {arm: {"evals": e, "metrics": ([[{"speed/step_time": record["s_per_step"][arm]}] * steps]
                                           if record["s_per_step"].get(arm) else [])}
             for arm, e in record["evals"].items()}

@@ -170,7 +170,8 @@ def resolve_model_path(cfg: Config) -> str:
         return cfg.model
     folder, gguf_of = GGUF_MODELS[cfg.model]
     target = cache_root(cfg) / folder
-    cached = lambda: (target / "config.json").exists() and any(target.glob("*.safetensors"))  # noqa: E731
+    def cached() -> bool:
+        return (target / "config.json").exists() and any(target.glob("*.safetensors"))
     if not cached():
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(target.parent / f"{folder}.lock", "w") as lock:  # one conversion at a time (parallel test workers)
