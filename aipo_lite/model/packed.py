@@ -14,10 +14,11 @@ are kept contiguous between calls (transposing and scaling them at every call co
 16-row decode step) and made again when A or B changed: in place (an optimizer step, copy_, a
 loaded checkpoint: their version counters move), replaced, rescaled, or after forget() (what
 Policy.mark_updated() leads to; needed only for changes through `.data`, which autograd and
-the version counters do not see). Its
-log-probs differ from the trainer's by the fp16 rounding of the weights: the trainer measures
-that gap on every trained token (`train/sampler_logp_gap`, `train/sampler_kl`) and corrects
-it with truncated importance sampling (training/trainer.py).
+the version counters do not see).
+
+Its log-probs differ from the trainer's by the fp16 rounding of the weights: the trainer measures
+that gap on every trained token (`train/sampler_logp_gap`, `train/sampler_kl`) and corrects it
+with truncated importance sampling (training/trainer.py).
 """
 
 from __future__ import annotations
