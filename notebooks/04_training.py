@@ -82,6 +82,7 @@ for r in rows:
           f"pass@{cfg.grid_eval_n} {r[f'pass@{cfg.grid_eval_n}']['mean']:.3f}")
 print(headline.verdict(diffs))
 print(headline.verdict(diffs, "sft"))
+print(headline.verdict(diffs, "sft", "aipo"))
 if mismatch:
     print("The committed result is not shown: it was made with other settings:", *mismatch, sep="\n  ")
 else:

@@ -65,6 +65,7 @@ def test_headline_runs_end_to_end_and_continues_grpo_to_aipos_wall_time(tiny_mod
     assert cont[:len(grpo)] == grpo and len(cont) >= len(grpo)
     rows, diffs = headline.summary(res, cfg, samples=50)
     assert {r["arm"] for r in rows} == set(res) and all(len(r["pass@1"]["per_seed"]) == 1 for r in rows)
+    assert {d["minus"] for d in diffs} == {"grpo"}  # no SFT arm: no SFT − AIPO
     record, mismatch = headline.committed(cfg)
     assert record is None or any(m.startswith("model:") for m in mismatch)
 
@@ -82,6 +83,25 @@ def test_the_demo_finds_its_committed_seeds_for_either_policy_family():
     assert record["name"] == headline.RESULT and mismatch == ["learning_rate: committed 0.0005, asked 0.0001"]
     text = headline.what_this_shows([], [], None, Config.from_profile("demo", model="gemma3-270m", train_tiers=["add3"]))
     assert "`gemma3-270m`" in text and "tiers add3" in text and "by construction" not in text  # its own settings
+
+
+def test_the_demo_states_sft_against_aipo_from_its_own_interval():
+    """Notebook 04's closing cell says whether SFT − AIPO is beyond its interval in this seed,
+    from the numbers (a Gemma demo had SFT 0.85 against AIPO 0.05: not 'cannot separate')."""
+    from aipo_lite.config import Config
+    from aipo_lite.experiments import grid, headline
+    cfg = Config.from_profile("demo")
+    tier = cfg.heldout_tiers[0]
+    seed = lambda correct: [[{"n": 16, "correct": correct, "kind": tier} for _ in range(8)]]  # 8 problems
+    res = {arm: {"evals": seed(c), "metrics": []} for arm, c in (("grpo", 0), ("aipo", 1), ("sft", 15))}
+    assert grid.per_seed_values(res["sft"]["evals"], tier, 1) == [[15 / 16] * 8]
+    rows, diffs = headline.summary(res, cfg, samples=200)
+    sa = next(d for d in diffs if (d["arm"], d["minus"]) == ("sft", "aipo"))
+    assert sa["diff"] == pytest.approx(14 / 16) and sa["beyond_interval"]
+    assert "SFT − AIPO +0.875 [" in headline.what_this_shows(rows, diffs, None, cfg)
+    res["sft"] = res["aipo"]
+    rows, diffs = headline.summary(res, cfg, samples=200)
+    assert "SFT − AIPO +0.000 [+0.000, +0.000], within noise" in headline.what_this_shows(rows, diffs, None, cfg)
 
 
 def test_claims_table_gives_each_claim_its_verdict_from_the_interval():
