@@ -48,6 +48,9 @@ def test_write_regenerates_docs_and_readme(tmp_path):
     text = (tmp_path / "README.md").read_text()
     assert "stale" not in text and text.startswith("intro\n") and text.endswith("rest\n") and "| result |" in text
     assert (tmp_path / "docs" / "results.md").read_text() == results.render(results.load_all(tmp_path / "results"))
+    figure = tmp_path / results.CURVES  # the train-time curves, drawn from the same files, linked from results.md
+    assert figure.stat().st_size > 10_000 and f"({results.CURVES.removeprefix('docs/')})" in results.render([])
+    assert (results.ROOT / results.CURVES).exists()  # committed beside results.md (bytes follow matplotlib's version)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

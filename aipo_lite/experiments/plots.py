@@ -259,3 +259,26 @@ def plot_claims(rows: list[dict]):
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     return fig
+
+
+def plot_result_curves(records: list[dict]):
+    """One panel per committed result file with a train-time curve (results.curves: the runs' own
+    small held-out evaluation, mean over seeds, by step); one line per arm."""
+    shown = [r for r in records if any(len(c) > 1 for c in (r.get("curves") or {}).values())]
+    cols = 3
+    rows = max(1, -(-len(shown) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(13, 3.1 * rows), squeeze=False)
+    arms = list(dict.fromkeys(a for r in shown for a in r["curves"]))  # one style per arm in every panel
+    for ax, rec in zip(axes.flat, shown):
+        for arm, curve in ((a, c) for a, c in rec["curves"].items() if c):
+            ax.plot([int(s) for s in curve], list(curve.values()), label=arm, **style(arms.index(arm)))
+        ax.set_title(f"{rec['name']} ({len(rec['seeds'])} seeds)", fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel("held-out pass@1")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(shown):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -31,6 +31,7 @@ from aipo_lite.training.runinfo import kit
 ROOT = Path(__file__).resolve().parents[2]
 START, END = "<!-- results:start (generated from results/ by python -m aipo_lite.experiments.results) -->", \
     "<!-- results:end -->"
+CURVES = "docs/figures/result_curves.png"  # drawn by write() from the files' curves
 
 
 def machine() -> str:
@@ -150,7 +151,11 @@ def render(records: list[dict]) -> str:
     from aipo_lite.experiments.claims import CLAIM_INTRO, markdown as claims_table
 
     claims = ["## Claims", "", *CLAIM_INTRO, "", claims_table(records), ""]
-    return "\n".join(intro + claims + [section(r) + "\n" for r in records])
+    curves = ["## Held-out pass@1 during training", "",
+              "One panel per file below that has a train-time curve (the runs' own small evaluation, mean over "
+              "seeds; the points are listed in the file's section):", "",
+              f"![held-out pass@1 by step]({CURVES.removeprefix('docs/')})", ""]
+    return "\n".join(intro + claims + curves + [section(r) + "\n" for r in records])
 
 
 def readme_block(records: list[dict]) -> str:
@@ -177,6 +182,9 @@ def _fmt(row: dict, metric: str) -> str:
 def write(root: Path = ROOT) -> None:
     records = load_all(root / "results")
     (root / "docs" / "results.md").write_text(render(records))
+    from aipo_lite.experiments.plots import plot_result_curves
+    (root / CURVES).parent.mkdir(parents=True, exist_ok=True)
+    plot_result_curves(records).savefig(root / CURVES, dpi=100, metadata={"Software": None})
     readme = (root / "README.md").read_text()
     if START in readme and END in readme:
         a, b = readme.index(START) + len(START), readme.index(END)
