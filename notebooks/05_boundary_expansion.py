@@ -83,8 +83,12 @@ one = {name: {t: row["pass@1"]["mean"] for t, row in r.table.items()} for name, 
 for t in top["base"]:
     print(f"{t}: pass@1 base {one['base'][t]:.2f}, grpo {one['grpo'][t]:.2f}, aipo {one['aipo'][t]:.2f}; "
           f"pass@{k} base {top['base'][t]:.2f}, grpo {top['grpo'][t]:.2f}, aipo {top['aipo'][t]:.2f}")
-    lifted = top["aipo"][t] > max(top["base"][t], top["grpo"][t])
-    print(f"  shows: AIPO's pass@{k} is {'above' if lifted else 'not above'} both the base's and GRPO's on {t} "
-          f"({solved['aipo'].get(t, {}).get('trained only', 0)} problems solved only after AIPO training).")
+    d = {ref: results["aipo"].minus(results[ref], k, t) for ref in ("base", "grpo")}
+    lifted = all(x["lo"] > 0 for x in d.values())
+    print(f"  shows: AIPO's pass@{k} is {'above' if lifted else 'not beyond its interval above'} both the base's and "
+          f"GRPO's on {t}: "
+          + ", ".join(f"AIPO − {ref} {x['diff']:+.2f} [{x['lo']:+.2f}, {x['hi']:+.2f}]" for ref, x in d.items())
+          + f" (95 % paired over {d['base']['problems']} problems; {solved['aipo'].get(t, {}).get('trained only', 0)} "
+          "solved only after AIPO training).")
 print(f"does not show: k beyond {k} (n={cfg.boundary_n} samples), other seeds (one seed here), or tasks the base "
       "model can already solve, where Yue et al.'s large-k loss of plain RLVR would be the test.")

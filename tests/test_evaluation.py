@@ -48,6 +48,24 @@ def test_table_per_tier_and_overall():
     assert table["all"]["pass@1"]["problems"] == 3
 
 
+def test_minus_is_a_paired_difference_over_the_same_problems():
+    """Notebook 05's boundary verdict: model A's pass@k minus B's, problem by problem (matched by
+    id, whatever the order), with a paired interval; one problem of eight is not beyond it."""
+    from aipo_lite.evaluation.agent_free import EvalResult
+
+    def result(correct, order=1):
+        probs = [{"id": f"p{i}", "kind": "add3", "answer": "1", "n": 4, "correct": c, "completions": []}
+                 for i, c in enumerate(correct)][::order]
+        return EvalResult(probs, [1, 4], pass_at_k_table(probs, [1, 4]), {})
+    a, b = result([4] * 8), result([0] * 8, order=-1)
+    d = a.minus(b, 4)
+    assert d["diff"] == d["lo"] == d["hi"] == 1.0 and d["beyond_interval"] and d["problems"] == 8
+    one = result([4] + [0] * 7).minus(b, 4, "add3")
+    assert one["diff"] == pytest.approx(1 / 8) and one["lo"] == 0.0 and not one["beyond_interval"]
+    with pytest.raises(ValueError, match="same problems"):
+        result([4] * 9).minus(b, 4)
+
+
 def test_evaluate_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path):
     """Plumbing only (a random model): structure, counts, JSON round trip, plot."""
     from aipo_lite.config import Config

@@ -76,6 +76,18 @@ class EvalResult:
     def pass_at(self, k: int, tier: str = "all") -> float:
         return self.table[tier][f"pass@{k}"]["mean"]
 
+    def minus(self, other: "EvalResult", k: int, tier: str = "all", samples: int = 1000) -> dict:
+        """pass@k of this model minus `other`'s on the same problems (matched by id), with a 95%
+        paired bootstrap interval over problems: {diff, lo, hi, problems, beyond_interval}."""
+        theirs = {p["id"]: p for p in other.problems}
+        mine = [p for p in self.problems if tier in ("all", p["kind"])]
+        if any(p["id"] not in theirs for p in mine):
+            raise ValueError("minus() needs both evaluations on the same problems")
+        d = [pass_at_k(p["n"], p["correct"], k) - pass_at_k(theirs[p["id"]]["n"], theirs[p["id"]]["correct"], k)
+             for p in mine]
+        lo, hi = bootstrap_ci(d, samples)
+        return {"diff": sum(d) / len(d), "lo": lo, "hi": hi, "problems": len(d), "beyond_interval": lo > 0 or hi < 0}
+
     def table_markdown(self) -> str:
         head = "| tier | problems | " + " | ".join(f"pass@{k} [95% CI]" for k in self.ks) + " |"
         rows = [head, "|" + "---|" * (len(self.ks) + 2)]
