@@ -82,9 +82,9 @@ def summary(results: dict, cfg: Config, samples: int = 2000) -> tuple[list[dict]
     ks = sorted({1, cfg.grid_eval_n})
     rows = grid.table(results, cfg.heldout_tiers, ks, samples)
     diffs = [d for tier in cfg.heldout_tiers for d in grid.differences(results, "grpo", tier, 1, samples)]
-    if {"sft", "aipo"} <= set(results):
-        diffs += [d for tier in cfg.heldout_tiers for d in grid.differences(results, "aipo", tier, 1, samples)
-                  if d["arm"] == "sft"]
+    if {"sft", "aipo"} <= set(results):  # only these two arms: as claims.evaluate_claim asks one difference
+        pair = {arm: results[arm] for arm in ("sft", "aipo")}
+        diffs += [d for tier in cfg.heldout_tiers for d in grid.differences(pair, "aipo", tier, 1, samples)]
     return rows, diffs
 
 

@@ -182,9 +182,13 @@ def _fmt(row: dict, metric: str) -> str:
 def write(root: Path = ROOT) -> None:
     records = load_all(root / "results")
     (root / "docs" / "results.md").write_text(render(records))
+    import matplotlib.pyplot as plt
+
     from aipo_lite.experiments.plots import plot_result_curves
     (root / CURVES).parent.mkdir(parents=True, exist_ok=True)
-    plot_result_curves(records).savefig(root / CURVES, dpi=100, metadata={"Software": None})
+    fig = plot_result_curves(records)
+    fig.savefig(root / CURVES, dpi=100, metadata={"Software": None})
+    plt.close(fig)
     readme = (root / "README.md").read_text()
     if START in readme and END in readme:
         a, b = readme.index(START) + len(START), readme.index(END)
