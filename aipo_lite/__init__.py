@@ -26,7 +26,8 @@ _EXPORTS = {  # public name -> the module that defines it, imported on first use
     "rollout_group": "rollout.groups", "Rollout": "records", "TrainSeq": "records", "pass_at_1_table": "rollout.groups",
     "Detector": "rollout.detector", "char_to_token": "rollout.detector",
     "first_entropy_firing": "rollout.detector", "first_error_char": "rollout.detector",
-    "precision_recall": "rollout.detector", "to_train_seqs": "methods.views",
+    "precision_recall": "rollout.detector", "describe_detection": "rollout.detector",
+    "to_train_seqs": "methods.views",
     "train": "training.trainer", "TrainingStopped": "training.trainer",
     "evaluate": "evaluation.agent_free", "EvalResult": "evaluation.agent_free", "pass_at_k": "evaluation.agent_free",
     "read_metrics": "training.runinfo", "CheckpointError": "training.checkpoint",
@@ -40,6 +41,7 @@ _EXPORTS = {  # public name -> the module that defines it, imported on first use
     # integrations: TRL (needs the `trl` extra)
     "trl_bridge": "integrations.trl_bridge", "compare_step": "integrations.trl_compare",
     "make_tiny_model": "integrations.trl_compare", "random_adapter": "integrations.trl_compare",
+    "agrees": "integrations.trl_compare",
 }
 _MODULES = {"grid", "headline", "claims", "trl_bridge"}  # public names that are modules, not attributes of one
 _RENAMED = {"tasks_from_config": "from_config"}

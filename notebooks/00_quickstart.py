@@ -83,13 +83,7 @@ fig.savefig(out / "pass_at_k_base.png", dpi=120)
 # ## What this shows, and what it does not
 
 # %%
-best = max(result.table.items(), key=lambda kv: kv[1]["pass@1"]["mean"])
-worst = min(result.table.items(), key=lambda kv: kv[1]["pass@1"]["mean"])
 kmax = max(cfg.eval_ks)
-at_kmax = ", ".join(f"{t} {r[f'pass@{kmax}']['mean']:.2f}" for t, r in result.table.items())
-print(f"shows: the base policy's agent-free pass@1 ranges from {worst[1]['pass@1']['mean']:.2f} ({worst[0]}) to "
-      f"{best[1]['pass@1']['mean']:.2f} ({best[0]}) on {len(test)} problems; pass@{kmax} lifts every tier "
-      f"({at_kmax}): "
-      "sampling more finds answers the first sample misses.")
+print(f"shows: on {len(test)} problems, {result.describe(kmax)}.")
 print(f"does not show: a precise ranking (n={cfg.eval_n} samples, {cfg.eval_problems_per_tier} problems per tier; "
       "see the intervals), nor anything about training.")

@@ -32,7 +32,7 @@ overrides = {}                    # any aipo_lite.Config field, e.g. {"detector_
 import json
 
 
-from aipo_lite import (Config, Detector, char_to_token, first_entropy_firing, first_error_char,
+from aipo_lite import (Config, Detector, char_to_token, describe_detection, first_entropy_firing, first_error_char,
     precision_recall, plot_entropy_traces, plot_precision_recall, load_policy, rollout_group,
     tasks_from_config)
 
@@ -90,8 +90,7 @@ fig.savefig(out / "detector_precision_recall.png", dpi=120)
 # ## What this shows, and what it does not
 
 # %%
-print(f"shows: at the config's thresholds the entropy detector fires before the first error with precision "
-      f"{default['precision']:.2f} and recall {default['recall']:.2f} on {len(traces)} rollouts "
-      f"({sum(t['error'] is not None for t in traces)} with an error); the sweep trades one for the other.")
+print("shows: " + describe_detection(default, sweep, [t["error"] for t in traces], cfg.detector_window,
+                                    cfg.detector_init_tokens) + ".")
 print("does not show: that firing there helps (notebooks 02 and 04 measure what a consult changes), nor "
       "thresholds for another model or task: tune them on your own rollouts.")

@@ -37,7 +37,7 @@ import json
 import matplotlib.pyplot as plt
 
 from aipo_lite import (Config, weight_probe, plot_weight_curves, load_policy, agents_from_config,
-    detector_from_config, rollout_group, tasks_from_config, to_train_seqs)
+    detector_from_config, rollout_group, tasks_from_config, to_train_seqs, claims)
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
 
@@ -100,5 +100,8 @@ if summary:
         print(f"  a weight of π itself ('is') gives {g['is'] / max(g['aipo'], 1e-12):.2f}x the gradient of AIPO's "
               "clipped weight on these tokens" + (" (smaller: the vanishing gradient AIPO's clip avoids)."
                                                   if g["is"] < g["aipo"] else "."))
-print("does not show: which weight trains best; that takes runs over seeds (docs/results.md: `aipo_is` learned "
-      "nothing on the controlled bottleneck, `aipo` − `sft` within noise).")
+print("does not show: which weight trains best; that takes runs over seeds. The committed ones (claims table, "
+      "docs/results.md; headline protocol, agent-free pass@1 on recall_t):")
+for c in claims.weight_claims():
+    print(f"  {c['arm']} − {c['ref']} {c['diff']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}] over {c['seeds']} seeds "
+          f"({c['protocol_model']}): {c['status']}" if "diff" in c else f"  {c['arm']} − {c['ref']}: {c['status']}")

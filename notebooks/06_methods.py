@@ -76,7 +76,8 @@ diffs = []
 for ref in ("grpo", "aipo"):
     if ref in results:
         for tier in base.heldout_tiers:
-            diffs += grid.differences(results, ref, tier, 1)
+            diffs += [d for d in grid.differences(results, ref, tier, 1)  # each pair once: not GRPO − AIPO after AIPO − GRPO
+                      if not any((e["arm"], e["minus"], e["tier"]) == (ref, d["arm"], tier) for e in diffs)]
 for d in diffs:
     verdict = "larger than the interval" if d["beyond_interval"] else "within noise"
     print(f"{d['arm']:12s} - {d['minus']:5s} {d['tier']:9s} {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]  {verdict}")

@@ -43,7 +43,7 @@ import os
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
-from aipo_lite import (trl_bridge, Config, load_policy, load_tasks, compare_step, make_tiny_model,
+from aipo_lite import (trl_bridge, Config, load_policy, load_tasks, agrees, compare_step, make_tiny_model,
     random_adapter)
 
 cfg, out = Config.for_notebook(profile, run_dir, overrides)
@@ -99,7 +99,11 @@ for h in logs:
 
 # %%
 worst = max(r["max_grad_diff"] for r in rows)
-print(f"shows: one step of the kit's objective through TRL's GRPOTrainer matches the kit's own loss and gradient "
-      f"for {len(rows)} configurations (largest gradient difference {worst:.1e}), and AIPO trains through TRL "
-      f"on the real policy ({len(logs)} logged steps above).")
+off = [r["arm"] for r in rows if not agrees(r)]
+print(f"shows: one step of the kit's objective through TRL's GRPOTrainer "
+      + (f"matches the kit's own loss and gradient for all {len(rows)} configurations (within fp32 summation order; "
+         f"largest gradient difference {worst:.1e})" if not off else
+         f"does NOT match the kit's own loss or gradient for {off} (largest gradient difference {worst:.1e}): "
+         "the bridge disagrees with the trainer there")
+      + f"; AIPO trains through TRL on the real policy ({len(logs)} logged steps above).")
 print("does not show: TRL's speed or learning curve against the kit's trainer over a run (benchmarks/vs_trl.py).")

@@ -83,6 +83,24 @@ def test_first_firing_and_precision_recall():
     assert pr["precision"] == 1 / 3 and pr["recall"] == 1 / 3
 
 
+def test_notebook_01_says_what_its_numbers_say():
+    """The closing sentence of notebook 01: a sweep that never fires before an error is said so (not
+    'trades one for the other'), and errors earlier than the detector can fire are counted."""
+    from aipo_lite.rollout.detector import describe_detection, precision_recall
+    errors = [3, 5, 20, None]
+    none = precision_recall([15, None, None, 15], errors)
+    text = describe_detection(none, [dict(none, tau_abs=1.0)], errors, window=8, init_tokens=8)
+    assert "at or before 0 of the 3 first errors (recall 0.00)" in text and "precision 0.00" in text
+    assert "no threshold of the sweep fires before any error" in text
+    assert "cannot fire before token 15" in text and "2 of the 3 errors come earlier" in text
+    some = precision_recall([15, None, 16, None], errors)
+    text = describe_detection(some, [dict(some, tau_abs=1.0), dict(precision_recall([None] * 4, errors), tau_abs=3.0)],
+                              errors, window=8, init_tokens=8)
+    assert "recall runs 0.00–0.33 and precision 0.50–0.50" in text
+    quiet = precision_recall([None] * 4, errors)
+    assert "precision undefined" in describe_detection(quiet, [quiet], errors, window=2, init_tokens=1)
+
+
 def test_first_error_reads_numbers_as_the_model_writes_them():
     """GSM8K-style numbers (separators, decimals, money) are not false errors in notebook 01's labels."""
     from aipo_lite.rollout.detector import first_error_char

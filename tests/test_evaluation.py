@@ -66,6 +66,20 @@ def test_minus_is_a_paired_difference_over_the_same_problems():
         result([4] * 9).minus(b, 4)
 
 
+def test_describe_names_the_tiers_sampling_more_does_not_lift():
+    """Notebook 00's closing sentence: 'pass@k lifts every tier' only when it does; a tier where
+    no sample solved anything is named as staying at pass@1."""
+    from aipo_lite.evaluation.agent_free import EvalResult
+
+    probs = ([{"id": f"a{i}", "kind": "add1d", "answer": "1", "n": 4, "correct": c, "completions": []} for i, c in enumerate([1, 2])]
+             + [{"id": f"u{i}", "kind": "units", "answer": "1", "n": 4, "correct": 0, "completions": []} for i in range(2)])
+    text = EvalResult(probs, [1, 4], pass_at_k_table(probs, [1, 4]), {}).describe(4)
+    assert "from 0.00 (units) to 0.38 (add1d)" in text
+    assert "lifts 1 of them above pass@1 (add1d 0.38 → 1.00)" in text and "units (0.00) stay where pass@1 left them" in text
+    only = [p for p in probs if p["kind"] == "add1d"]
+    assert "stay" not in EvalResult(only, [1, 4], pass_at_k_table(only, [1, 4]), {}).describe(4)
+
+
 def test_evaluate_end_to_end_on_a_tiny_model(tiny_model_dir, tmp_path):
     """Plumbing only (a random model): structure, counts, JSON round trip, plot."""
     from aipo_lite.config import Config

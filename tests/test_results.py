@@ -127,3 +127,14 @@ def test_claims_table_gives_each_claim_its_verdict_from_the_interval():
     assert claims.evaluate_claim(flipped, by, samples=200)["status"] == "does not hold"
     table = claims.markdown([rec], samples=200)
     assert table.count("**not run yet**") == len(claims.CLAIMS) - 2 and "**holds**" in table
+
+
+def test_notebook_03_reads_the_weight_claims_from_the_committed_results():
+    """Notebook 03's 'does not show' line: the coefficient's claims as the claims table evaluates
+    them (not a sentence written once), with the model of the runs."""
+    from aipo_lite.experiments import claims
+    rows = claims.weight_claims()
+    assert {(c["arm"], c["ref"]) for c in rows} == {("aipo", "aipo_is"), ("aipo", "aipo_is_clip"), ("aipo", "aipo_rllm"),
+                                                   ("aipo", "sft")}
+    table = {r["claim"]: r["status"] for r in claims.evaluate_all(claims.committed())}
+    assert all(c["status"] == table[c["claim"]] and c["protocol_model"] == "smollm2" for c in rows)

@@ -14,7 +14,7 @@ pytest.importorskip("trl")
 
 from aipo_lite.config import Config  # noqa: E402
 from aipo_lite.integrations import trl_bridge  # noqa: E402
-from aipo_lite.integrations.trl_compare import compare_step, random_adapter  # noqa: E402
+from aipo_lite.integrations.trl_compare import agrees, compare_step, random_adapter  # noqa: E402
 from aipo_lite.model.policy import load_policy  # noqa: E402
 from aipo_lite.tasks.loading import load_tasks  # noqa: E402
 
@@ -51,6 +51,8 @@ def test_bridge_loss_and_lora_gradient_equal_the_kit_trainers(tiny_model_dir, ca
     assert r["loss_trl"] == pytest.approx(r["loss_kit"], rel=1e-5, abs=1e-6)
     assert r["max_grad_diff"] <= 1e-5 * r["max_grad"], r
     assert r["grad_norm_trl"] == pytest.approx(r["grad_norm_kit"], rel=1e-5)
+    assert agrees(r)  # the same tolerances, as notebook 07 reports them
+    assert not agrees({**r, "max_grad_diff": 2e-5 * r["max_grad"]})
 
 
 def test_bridge_refuses_the_parts_it_cannot_carry_naming_the_field():

@@ -88,6 +88,21 @@ class EvalResult:
         lo, hi = bootstrap_ci(d, samples)
         return {"diff": sum(d) / len(d), "lo": lo, "hi": hi, "problems": len(d), "beyond_interval": lo > 0 or hi < 0}
 
+    def describe(self, k: int) -> str:
+        """One sentence from this evaluation's own numbers: pass@1's range over the tiers, and
+        which tiers pass@k lifts above pass@1 and which it leaves where they were."""
+        tiers = {t: (r["pass@1"]["mean"], r[f"pass@{k}"]["mean"]) for t, r in self.table.items() if t != "all"}
+        lo, hi = min(tiers, key=lambda t: tiers[t][0]), max(tiers, key=lambda t: tiers[t][0])
+        lifted = [t for t, (p1, pk) in tiers.items() if pk > p1]
+        flat = [t for t in tiers if t not in lifted]
+        text = (f"the agent-free pass@1 ranges from {tiers[lo][0]:.2f} ({lo}) to {tiers[hi][0]:.2f} ({hi}) over "
+                f"{len(tiers)} tier(s); pass@{k} lifts {len(lifted)} of them above pass@1 ("
+                + ", ".join(f"{t} {tiers[t][0]:.2f} → {tiers[t][1]:.2f}" for t in lifted) + ")")
+        if flat:
+            text += (f"; {', '.join(f'{t} ({tiers[t][1]:.2f})' for t in flat)} stay where pass@1 left them: "
+                     f"no sample beyond the first solved a problem there")
+        return text
+
     def table_markdown(self) -> str:
         head = "| tier | problems | " + " | ".join(f"pass@{k} [95% CI]" for k in self.ks) + " |"
         rows = [head, "|" + "---|" * (len(self.ks) + 2)]

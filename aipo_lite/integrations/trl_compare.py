@@ -17,6 +17,18 @@ from aipo_lite.training.logprobs import micro_batches
 from aipo_lite.training.trainer import assign_advantages, micro_batch_loss
 
 
+# fp32; the two paths batch and pad differently (the kit runs a shared prompt once), so their sums
+# differ in order only: agreement within these relative tolerances (the test's and notebook 07's)
+RTOL_LOSS, ATOL_LOSS, RTOL_GRAD = 1e-5, 1e-6, 1e-5
+
+
+def agrees(r: dict) -> bool:
+    """compare_step's two paths give the same loss, gradient and gradient norm (within fp32 order)."""
+    return (abs(r["loss_trl"] - r["loss_kit"]) <= max(RTOL_LOSS * abs(r["loss_kit"]), ATOL_LOSS)
+            and r["max_grad_diff"] <= RTOL_GRAD * r["max_grad"]
+            and abs(r["grad_norm_trl"] - r["grad_norm_kit"]) <= RTOL_GRAD * r["grad_norm_kit"])
+
+
 def make_tiny_model(path: str | Path, seed: int = 0, family: str = "llama") -> str:
     """A 2-layer, 32-wide random model with SmolLM2's tokenizer, saved at `path` (plumbing only:
     it solves nothing). family 'llama' (SmolLM2's architecture, with its chat template) or

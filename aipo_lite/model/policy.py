@@ -208,12 +208,10 @@ def _cache_gguf_as_safetensors(gguf: Path, target: Path) -> None:
 def _disable_cpu_inference_repack(model: torch.nn.Module) -> int:
     """The bnb CPU gradient-bug workaround (module doc). Returns how many layers it touched."""
     import bitsandbytes as bnb
-    n = 0
-    for module in model.modules():
-        if isinstance(module, bnb.nn.Linear4bit):
-            module.support_avx512bf16_for_cpu = False
-            n += 1
-    return n
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    for module in layers:
+        module.support_avx512bf16_for_cpu = False
+    return len(layers)
 
 
 def keep_cudnn_attention_off() -> None:
@@ -251,7 +249,7 @@ def check_lengths(cfg: Config, path: str) -> None:
 
 
 def load_policy(cfg: Config) -> Policy:
-    """Load tokenizer and model per `cfg` (model, device, dtype, load_in_4bit, lora_*)."""
+    """Load tokenizer and model per `cfg` (model, device, dtype, load_in_4bit, lora_*; LoRA A drawn from seed)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if cfg.num_threads:
@@ -288,7 +286,9 @@ def load_policy(cfg: Config) -> Policy:
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=targets[0] if targets == ["all-linear"] else targets,
                           task_type="CAUSAL_LM")
-        model = get_peft_model(model, lora)
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):  # caller's RNG kept
+            torch.manual_seed(cfg.seed)
+            model = get_peft_model(model, lora)
         if cfg.load_in_4bit:  # LoRA weights train in the compute dtype, not in 4-bit storage
             for name, p in model.named_parameters():
                 if p.requires_grad:

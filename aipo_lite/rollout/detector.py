@@ -152,3 +152,29 @@ def precision_recall(fires: list[int | None], errors: list[int | None]) -> dict:
     return {"tp": tp, "fp": fp, "fn": fn,
             "precision": tp / (tp + fp) if tp + fp else float("nan"),
             "recall": tp / (tp + fn) if tp + fn else float("nan")}
+
+
+def describe_detection(default: dict, sweep: list[dict], errors: list[int | None], window: int,
+                       init_tokens: int) -> str:
+    """What notebook 01's measurement says, from its own numbers: the config's thresholds
+    (`default`, a precision_recall dict), the sweep's ranges, and how many first errors come
+    before the earliest token the detector can fire at (it needs init_tokens + window entropies)."""
+    n_err = sum(e is not None for e in errors)
+    fires = default["tp"] + default["fp"]
+    fmt = lambda x: "undefined" if x != x else f"{x:.2f}"  # noqa: E731 (nan: no firing, or no error)
+    text = (f"at the config's thresholds the entropy detector fired {fires} time(s) on {len(errors)} rollouts: at "
+            f"or before {default['tp']} of the {n_err} first errors (recall {fmt(default['recall'])}), "
+            f"{default['fp']} time(s) with no error at or after it (precision {fmt(default['precision'])})")
+    rec = [s["recall"] for s in sweep if s["recall"] == s["recall"]]
+    pre = [s["precision"] for s in sweep if s["precision"] == s["precision"]]
+    if not any(s["tp"] for s in sweep):
+        text += "; no threshold of the sweep fires before any error"
+    else:
+        text += (f"; over the sweep recall runs {min(rec):.2f}–{max(rec):.2f} and precision "
+                 f"{min(pre):.2f}–{max(pre):.2f}")
+    earliest = init_tokens + window - 1
+    early = sum(e is not None and e < earliest for e in errors)
+    if early:
+        text += (f". It cannot fire before token {earliest} (detector_init_tokens + detector_window - 1), and "
+                 f"{early} of the {n_err} errors come earlier: a detector of these settings cannot anticipate them")
+    return text
