@@ -176,5 +176,6 @@ def describe_detection(default: dict, sweep: list[dict], errors: list[int | None
     early = sum(e is not None and e < earliest for e in errors)
     if early:
         text += (f". It cannot fire before token {earliest} (detector_init_tokens + detector_window - 1), and "
-                 f"{early} of the {n_err} errors come earlier: a detector of these settings cannot anticipate them")
+                 f"{early} of the {n_err} errors come earlier: a detector of these settings cannot anticipate them "
+                 "(a smaller detector_init_tokens or detector_window lets it fire sooner)")
     return text
