@@ -38,7 +38,7 @@ def _f(default: Any, help: str, choices: tuple | None = None, **kw):
 @dataclass
 class Config:
     # --- run -------------------------------------------------------------------------
-    seed: int = _f(0, "Seed of every random draw the kit makes (sampling generators, bootstrap resampling).")
+    seed: int = _f(0, "Seed of every random draw the kit makes (sampling generators, bootstrap resampling, the LoRA adapter's initial A).")
     run_dir: str = _f("runs/default", "Folder for this run's results JSON, figures and checkpoints.")
     deterministic: bool = _f(True, "Deterministic kernels (torch.use_deterministic_algorithms; on CUDA also CUBLAS_WORKSPACE_CONFIG), so a resumed run equals the uninterrupted one bit for bit. Off: CUDA's atomic-add backward kernels, runs then differ at float rounding.")
 

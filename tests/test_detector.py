@@ -76,11 +76,29 @@ def test_first_error_finds_false_equations_then_wrong_answers():
 def test_first_firing_and_precision_recall():
     from aipo_lite.rollout.detector import first_entropy_firing, precision_recall
     trace = [0.2] * 4 + [2.0] * 4 + [0.1] * 4
-    assert first_entropy_firing(trace, 4, 4, 1.0, 0.5) == 7
+    assert first_entropy_firing(trace, 4, 4, 1.0, 0.5) == 5  # H_init 0.2; window (0.2, 0.2, 2, 2) = 1.1 > 1.0
     assert first_entropy_firing([0.2] * 12, 4, 4, 1.0, 0.5) is None
+    assert first_entropy_firing([3.0] * 3, 2, 4, 1.0, 0.5) is None  # no H_init yet
     pr = precision_recall(fires=[7, 7, None, 3, None], errors=[9, 5, 4, None, None])
     assert (pr["tp"], pr["fp"], pr["fn"]) == (1, 2, 2)
     assert pr["precision"] == 1 / 3 and pr["recall"] == 1 / 3
+
+
+def test_notebook_01_measures_the_detector_the_rollouts_run():
+    """first_entropy_firing (notebook 01) fires at the first token where a rollout's consult hook
+    would find a firing window: H_init fixed after init_tokens, every full window after (it
+    measured a stricter detector, waiting for init_tokens + window tokens, before)."""
+    import random
+
+    from aipo_lite.rollout.detector import Detector, first_entropy_firing
+    rng = random.Random(0)
+    for _ in range(200):
+        window, init = rng.choice([2, 4, 8]), rng.choice([2, 4, 8])
+        trace = [rng.uniform(0, 3) * (rng.random() < 0.3) for _ in range(rng.randint(0, 24))]
+        det = Detector(window=window, init_tokens=init, tau_abs=1.2, tau_rel=0.5)
+        h_init = sum(trace[:init]) / init if len(trace) >= init else None
+        rollout = next((t - 1 for t in range(1, len(trace) + 1) if h_init is not None and det.entropy_due(trace[:t], h_init, t - 1)), None)
+        assert first_entropy_firing(trace, window, init, 1.2, 0.5) == rollout, (trace, window, init)
 
 
 def test_notebook_01_says_what_its_numbers_say():
@@ -88,11 +106,11 @@ def test_notebook_01_says_what_its_numbers_say():
     'trades one for the other'), and errors earlier than the detector can fire are counted."""
     from aipo_lite.rollout.detector import describe_detection, precision_recall
     errors = [3, 5, 20, None]
-    none = precision_recall([15, None, None, 15], errors)
+    none = precision_recall([25, None, None, 15], errors)
     text = describe_detection(none, [dict(none, tau_abs=1.0)], errors, window=8, init_tokens=8)
     assert "at or before 0 of the 3 first errors (recall 0.00)" in text and "precision 0.00" in text
     assert "no threshold of the sweep fires before any error" in text
-    assert "cannot fire before token 15" in text and "2 of the 3 errors come earlier" in text
+    assert "cannot fire before token 7" in text and "2 of the 3 errors come earlier" in text
     some = precision_recall([15, None, 16, None], errors)
     text = describe_detection(some, [dict(some, tau_abs=1.0), dict(precision_recall([None] * 4, errors), tau_abs=3.0)],
                               errors, window=8, init_tokens=8)

@@ -6,8 +6,9 @@ rollout, so a detector-triggered consult always lands at a line boundary, never 
   The tag names the agent.
 - `entropy`: the mean token entropy over the last `window` tokens exceeds
   max(tau_abs, H_init + tau_rel), where H_init is the mean entropy of the rollout's first
-  `init_tokens` tokens (ARPO's uncertainty measure). Needs at least init_tokens + window
-  tokens, so H_init and the window never overlap; the window restarts after each consult.
+  `init_tokens` tokens (ARPO's uncertainty measure). In a rollout H_init is fixed once those
+  tokens exist and from then on any full window counts (entropy_fires, called without H_init,
+  waits for init_tokens + window tokens instead); the window restarts after each consult.
   A spike anywhere in the line counts: the consult comes at the line's end. (Checked after
   every token, as first built, it fired mid-word: "the number of minutes is theFact: ...".)
 - `commit`: the policy has just committed a final answer (`Answer: N` and its newline):
@@ -133,11 +134,14 @@ def char_to_token(tokenizer, ids: list[int], char: int) -> int:
 
 def first_entropy_firing(entropies: list[float], window: int, init_tokens: int, tau_abs: float,
                          tau_rel: float) -> int | None:
-    """Token index at which the entropy trigger would first fire on this trace, or None."""
-    for t in range(1, len(entropies) + 1):
-        if entropy_fires(entropies[:t], window, init_tokens, tau_abs, tau_rel):
-            return t - 1
-    return None
+    """Token index at which the entropy trigger first fires on this trace, or None — as in a
+    rollout (consult.Assist): H_init is fixed by the first init_tokens tokens, then every full
+    window counts, whether it overlaps those tokens or not (docs/methods.md §3.2)."""
+    if len(entropies) < init_tokens:
+        return None
+    h_init = sum(entropies[:init_tokens]) / init_tokens
+    return next((t - 1 for t in range(window, len(entropies) + 1)
+                 if entropy_fires(entropies[:t], window, init_tokens, tau_abs, tau_rel, h_init)), None)
 
 
 def precision_recall(fires: list[int | None], errors: list[int | None]) -> dict:
@@ -158,7 +162,7 @@ def describe_detection(default: dict, sweep: list[dict], errors: list[int | None
                        init_tokens: int) -> str:
     """What notebook 01's measurement says, from its own numbers: the config's thresholds
     (`default`, a precision_recall dict), the sweep's ranges, and how many first errors come
-    before the earliest token the detector can fire at (it needs init_tokens + window entropies)."""
+    before the earliest token the detector can fire at (first_entropy_firing's rule)."""
     n_err = sum(e is not None for e in errors)
     fires = default["tp"] + default["fp"]
     fmt = lambda x: "undefined" if x != x else f"{x:.2f}"  # noqa: E731 (nan: no firing, or no error)
@@ -172,10 +176,11 @@ def describe_detection(default: dict, sweep: list[dict], errors: list[int | None
     else:
         text += (f"; over the sweep recall runs {min(rec):.2f}–{max(rec):.2f} and precision "
                  f"{min(pre):.2f}–{max(pre):.2f}")
-    earliest = init_tokens + window - 1
+    earliest = max(init_tokens, window) - 1
     early = sum(e is not None and e < earliest for e in errors)
     if early:
-        text += (f". It cannot fire before token {earliest} (detector_init_tokens + detector_window - 1), and "
+        text += (f". It cannot fire before token {earliest} (it needs detector_init_tokens and a full "
+                 f"detector_window), and "
                  f"{early} of the {n_err} errors come earlier: a detector of these settings cannot anticipate them "
                  "(a smaller detector_init_tokens or detector_window lets it fire sooner)")
     return text
