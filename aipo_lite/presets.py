@@ -60,7 +60,9 @@ HEADLINE_GEMMA = {**HEADLINE, "model": "gemma3-270m"}
 # protocol's fields and evaluated with 128 samples per problem (add3's base already reaches 0.90 at 64).
 BOUNDARY_UNITS = {**EXPLORE, "train_tiers": ["units"], "heldout_tiers": ["units"], "grid_eval_n": 128}
 # `headline_use`: the headline runs evaluated on `recall_use` (the facts inside sums never trained).
-CLAIM_PROTOCOLS = {"headline": HEADLINE, "explore": EXPLORE, "mixed": MIXED, "headline_gemma": HEADLINE_GEMMA, "gym": GYM,
+# `explore_weights`: the explore protocol again, for AIPO's coefficient against the `rllm` weight where
+# that weight differs from `is` (a negative advantage on assisted rollouts, which `recall` never gives).
+CLAIM_PROTOCOLS = {"explore_weights": EXPLORE, "headline": HEADLINE, "explore": EXPLORE, "mixed": MIXED, "headline_gemma": HEADLINE_GEMMA, "gym": GYM,
                    "explore_80": EXPLORE_80, "mixed_80": MIXED_80, "boundary_units": BOUNDARY_UNITS,
                    "boundary": {**EXPLORE, "grid_eval_n": 256},
                    "headline_use": {**HEADLINE, "heldout_tiers": ["recall_use"]}}

@@ -26,6 +26,9 @@ _BOUND = ("pass@k up to 256 (Yue et al.'s k) on 30 held-out add3 problems of the
           "is ~0.6, so there is room above it at large k")
 _UNITS = ("`units` (two-step word problems that need a unit fact): the base's pass@16 was 0, so its boundary is far "
           "below 1 there; explore-protocol runs, pass@k up to 128 on 30 held-out problems")
+_RLLM_SAME = ("; here `rllm` trains exactly as `is` (its floor acts only where the advantage is negative, and an assisted "
+              "rollout's never is: the independent ones score 0, so A = r / std >= 0); the two arms' results are identical, "
+              "so this row repeats the `is` row: the last row tests the floor")
 _MIX = ("add3 (explorable: independent rollouts succeed and give their own gradient, negatives included) and "
         "`recall` (only the agents unlock it) trained together, 12 problems each")
 CLAIMS: list[dict] = [
@@ -54,8 +57,8 @@ CLAIMS: list[dict] = [
         ("Plain RLVR narrows the base's boundary where it has little: the base's pass@128 above GRPO's", "base", "grpo"))],
     *[dict(claim=f"AIPO's coefficient beats the `{w}` weight (no vanishing gradient on agent tokens)",
            file="claims_headline", arm="aipo", ref=f"aipo_{w}", tier="recall_t", k=1,
-           why=_HEAD + "; every learned fact comes through agent tokens, so their weight decides what is learned")
-      for w in ("is", "is_clip", "rllm")],
+           why=_HEAD + "; every learned fact comes through agent tokens, so their weight decides what is learned"
+           + ("" if w != "rllm" else _RLLM_SAME)) for w in ("is", "is_clip", "rllm")],
     dict(claim="ARPO beats GRPO at equal rollouts", file="claims_explore", arm="arpo", ref="grpo", tier="add3", k=1,
          why=_EXPL + "; a wrong first line decides the answer, where branching at high entropy can help"),
     dict(claim="AIPO+ARPO beats AIPO where consults happen", file="claims_headline", arm="aipo+arpo", ref="aipo",
@@ -88,6 +91,9 @@ CLAIMS: list[dict] = [
     *[dict(claim=f"Training keeps the base's breadth, 80 steps: {name}'s pass@16 on a tier no arm trains, above the base's",
            file="claims_mixed_80", arm=arm, ref="base", tier="mul1x2", k=16,
            why=_MIX + "; the mixed runs continued to 80 steps") for arm, name in (("aipo", "AIPO"), ("sft", "SFT"))],
+    dict(claim="AIPO's coefficient beats the `rllm` weight where its floor acts", file="claims_explore_weights", arm="aipo",
+         ref="aipo_rllm", tier="add3", k=1, why=_EXPL + "; independent rollouts succeed, so a failed assisted rollout's "
+         "advantage is negative, and there `rllm` weights improbable agent tokens 0.1 instead of π (the explore protocol)"),
 ]
 
 
