@@ -62,10 +62,10 @@ BOUNDARY_UNITS = {**EXPLORE, "train_tiers": ["units"], "heldout_tiers": ["units"
 # `headline_use`: the headline runs evaluated on `recall_use` (the facts inside sums never trained).
 # `explore_weights`: the explore protocol again, for AIPO's coefficient against the `rllm` weight where
 # that weight differs from `is` (a negative advantage on assisted rollouts, which `recall` never gives).
-CLAIM_PROTOCOLS = {"explore_weights": EXPLORE, "headline": HEADLINE, "explore": EXPLORE, "mixed": MIXED, "headline_gemma": HEADLINE_GEMMA, "gym": GYM,
+CLAIM_PROTOCOLS = {"headline": HEADLINE, "explore": EXPLORE, "mixed": MIXED, "headline_gemma": HEADLINE_GEMMA, "gym": GYM,
                    "explore_80": EXPLORE_80, "mixed_80": MIXED_80, "boundary_units": BOUNDARY_UNITS,
                    "boundary": {**EXPLORE, "grid_eval_n": 256},
-                   "headline_use": {**HEADLINE, "heldout_tiers": ["recall_use"]}}
+                   "headline_use": {**HEADLINE, "heldout_tiers": ["recall_use"]}, "explore_weights": EXPLORE}
 CLAIM_RUNS_OF = {"boundary": "explore", "headline_use": "headline"}  # protocols that only evaluate others' runs
 # The demo's slice of the method grid: the headline protocol itself (no overrides), seed 0, so
 # notebook 06 finds notebook 04's GRPO and AIPO runs and trains only the arms they lack.
