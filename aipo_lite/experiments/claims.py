@@ -26,9 +26,10 @@ _BOUND = ("pass@k up to 256 (Yue et al.'s k) on 30 held-out add3 problems of the
           "is ~0.6, so there is room above it at large k")
 _UNITS = ("`units` (two-step word problems that need a unit fact): the base's pass@16 was 0, so its boundary is far "
           "below 1 there; explore-protocol runs, pass@k up to 128 on 30 held-out problems")
-_RLLM_SAME = ("; here `rllm` trains exactly as `is` (its floor acts only where the advantage is negative, and an assisted "
-              "rollout's never is: the independent ones score 0, so A = r / std >= 0); the two arms' results are identical, "
-              "so this row repeats the `is` row: the last row tests the floor")
+_RLLM_SAME = ("; here `rllm` trained exactly as `is` (its floor acts only on agent tokens with π < 0.1 and a negative "
+              "advantage, and on `recall` the independent rollouts almost never score, so an assisted rollout's A = "
+              "(r − mean r_ind) / std is >= 0): the two arms' per-problem results are identical and this row repeats the "
+              "`is` row; the last row tests the floor")
 _MIX = ("add3 (explorable: independent rollouts succeed and give their own gradient, negatives included) and "
         "`recall` (only the agents unlock it) trained together, 12 problems each")
 CLAIMS: list[dict] = [
