@@ -29,7 +29,7 @@ _UNITS = ("`units` (two-step word problems that need a unit fact): the base's pa
 _RLLM_SAME = ("; here `rllm` trained exactly as `is` (its floor acts only on agent tokens with π < 0.1 and a negative "
               "advantage, and on `recall` the independent rollouts almost never score, so an assisted rollout's A = "
               "(r − mean r_ind) / std is >= 0): the two arms' per-problem results are identical and this row repeats the "
-              "`is` row; the last row tests the floor")
+              "`is` row; rows 41-42 test the floor where it can act")
 _MIX = ("add3 (explorable: independent rollouts succeed and give their own gradient, negatives included) and "
         "`recall` (only the agents unlock it) trained together, 12 problems each")
 CLAIMS: list[dict] = [
@@ -92,9 +92,10 @@ CLAIMS: list[dict] = [
     *[dict(claim=f"Training keeps the base's breadth, 80 steps: {name}'s pass@16 on a tier no arm trains, above the base's",
            file="claims_mixed_80", arm=arm, ref="base", tier="mul1x2", k=16,
            why=_MIX + "; the mixed runs continued to 80 steps") for arm, name in (("aipo", "AIPO"), ("sft", "SFT"))],
-    dict(claim="AIPO's coefficient beats the `rllm` weight where its floor acts", file="claims_explore_weights", arm="aipo",
-         ref="aipo_rllm", tier="add3", k=1, why=_EXPL + "; independent rollouts succeed, so a failed assisted rollout's "
-         "advantage is negative, and there `rllm` weights improbable agent tokens 0.1 instead of π (the explore protocol)"),
+    *[dict(claim=f"AIPO's coefficient beats the `{w}` weight where the policy explores", file="claims_explore_weights",
+           arm="aipo", ref=f"aipo_{w}", tier="add3", k=1, why=_EXPL + "; independent rollouts succeed, so a failed assisted "
+           "rollout's advantage is negative, where `rllm` weights improbable agent tokens 0.1 instead of `is`'s π (the "
+           "explore protocol)") for w in ("rllm", "is")],
 ]
 
 
