@@ -101,7 +101,7 @@ if summary:
               "clipped weight on these tokens" + (" (smaller: the vanishing gradient AIPO's clip avoids)."
                                                   if g["is"] < g["aipo"] else "."))
 print("does not show: which weight trains best; that takes runs over seeds. The committed ones (claims table, "
-      "docs/results.md; headline protocol, agent-free pass@1 on recall_t):")
+      "docs/results.md, where each row says why it was tested there; agent-free pass@1):")
 for c in claims.weight_claims():
-    print(f"  {c['arm']} − {c['ref']} {c['diff']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}] over {c['seeds']} seeds "
-          f"({c['protocol_model']}): {c['status']}" if "diff" in c else f"  {c['arm']} − {c['ref']}: {c['status']}")
+    print(f"  {c['arm']} − {c['ref']} on {c['tier']} {c['diff']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}] over {c['seeds']} "
+          f"seeds ({c['protocol_model']}): {c['status']}" if "diff" in c else f"  {c['arm']} − {c['ref']}: {c['status']}")

@@ -134,7 +134,7 @@ def test_notebook_03_reads_the_weight_claims_from_the_committed_results():
     them (not a sentence written once), with the model of the runs."""
     from aipo_lite.experiments import claims
     rows = claims.weight_claims()
-    assert {(c["arm"], c["ref"]) for c in rows} == {("aipo", "aipo_is"), ("aipo", "aipo_is_clip"), ("aipo", "aipo_rllm"),
-                                                   ("aipo", "sft")}
+    assert {(c["ref"], c["tier"]) for c in rows} == {("aipo_is", "recall_t"), ("aipo_is_clip", "recall_t"), ("sft", "recall_t"),
+                                                    ("aipo_rllm", "recall_t"), ("aipo_rllm", "add3"), ("aipo_is", "add3")}
     table = {r["claim"]: r["status"] for r in claims.evaluate_all(claims.committed())}
     assert all(c["status"] == table[c["claim"]] and c["protocol_model"] == "smollm2" for c in rows)

@@ -185,13 +185,14 @@ def evaluate_all(records: list[dict], samples: int = 2000) -> list[dict]:
     return [evaluate_claim(c, by_name, samples) for c in CLAIMS]
 
 
-def weight_claims(records: list[dict] | None = None, file: str = "claims_headline") -> list[dict]:
+def weight_claims(records: list[dict] | None = None,
+                  files: tuple[str, ...] = ("claims_headline", "claims_explore_weights")) -> list[dict]:
     """The claims on the agent-token weight (AIPO's coefficient against the other weights, and
     against SFT) as evaluate_claim gives them, each with the model its runs used (notebook 03)."""
     by_name = {r["name"]: r for r in (committed() if records is None else records)}
-    model = by_name.get(file, {}).get("protocol", {}).get("model", "smollm2")
-    return [dict(evaluate_claim(c, by_name), protocol_model=model) for c in CLAIMS
-            if c["file"] == file and c["arm"] == "aipo" and (c["ref"].startswith("aipo_") or c["ref"] == "sft")]
+    model = lambda f: by_name.get(f, {}).get("protocol", {}).get("model", "smollm2")  # noqa: E731
+    return [dict(evaluate_claim(c, by_name), protocol_model=model(c["file"])) for c in CLAIMS
+            if c["file"] in files and c["arm"] == "aipo" and (c["ref"].startswith("aipo_") or c["ref"] == "sft")]
 
 
 def protocol_config(protocol: str, **fields):
