@@ -72,12 +72,13 @@ print(grid.markdown(rows, sorted({1, n})))
 # ## Which differences are larger than the intervals? (pass@1, each arm minus GRPO and minus AIPO)
 
 # %%
-diffs = []
+diffs, done = [], []
 for ref in ("grpo", "aipo"):
-    if ref in results:
+    if ref in results:  # each pair once: the arms already compared with GRPO are not compared with AIPO again
+        rest = {arm: r for arm, r in results.items() if arm not in done}
         for tier in base.heldout_tiers:
-            diffs += [d for d in grid.differences(results, ref, tier, 1)  # each pair once: not GRPO − AIPO after AIPO − GRPO
-                      if not any((e["arm"], e["minus"], e["tier"]) == (ref, d["arm"], tier) for e in diffs)]
+            diffs += grid.differences(rest, ref, tier, 1)
+        done.append(ref)
 for d in diffs:
     verdict = "larger than the interval" if d["beyond_interval"] else "within noise"
     print(f"{d['arm']:12s} - {d['minus']:5s} {d['tier']:9s} {d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]  {verdict}")
